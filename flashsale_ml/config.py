@@ -1,0 +1,99 @@
+"""One typed settings object for the whole package, read from ``FLASHSALE_*`` variables.
+
+Why one object: every task of every DAG, the CLI and the tests must agree on where data lives,
+which MLflow server to talk to and which seed to use. Reading the environment in one place
+makes a run reproducible from its logged config alone.
+
+S3 is configured the standard AWS way, not here: the endpoint comes from ``AWS_ENDPOINT_URL``
+and credentials from the default boto3 chain (env vars, profile, instance role).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of flashsale-ml.
+
+    Every field can be set as ``FLASHSALE_<FIELD>`` (case-insensitive), e.g.
+    ``FLASHSALE_STORAGE_ROOT=s3://lake/flashsale`` or ``FLASHSALE_SEED=7``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FLASHSALE_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default=Path(".flashsale"),
+        description="Project-local folder for the embedded defaults (lake, MLflow store).",
+    )
+    storage_root: str | None = Field(
+        default=None,
+        description="Where datasets, features and reports live: file:///abs/path or "
+        "s3://bucket/prefix. Defaults to <home>/lake.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking server (http://host:port) or a sqlite:/// store. "
+        "Defaults to a SQLite store under <home>.",
+    )
+    mlflow_experiment: str = "flashsale"
+    registered_model_prefix: str = "flashsale"
+
+    seed: int = Field(default=42, description="Root seed; every random draw derives from it.")
+
+    # Simulator sizes used by the pipeline's generate step (the CLI can override them).
+    sim_users: int = Field(default=5_000, ge=10)
+    sim_days: int = Field(default=28, ge=7)
+    sim_items: int | None = Field(default=None, ge=10)
+
+    # Pseudonymisation key for raw user ids (keyed BLAKE2b); set a secret one in production.
+    pseudonym_key: str = Field(default="flashsale-dev-key", repr=False)
+
+    @field_validator("storage_root")
+    @classmethod
+    def _check_storage_root(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("file://", "s3://")):
+            raise ValueError(
+                f"FLASHSALE_STORAGE_ROOT must start with file:// or s3://, got {value!r}"
+            )
+        return value.rstrip("/") if value else value
+
+    @cached_property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def lake_uri(self) -> str:
+        return self.storage_root or (self.resolved_home / "lake").as_uri()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.resolved_home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        """Artifact root for experiments created against a local (non-server) store."""
+        return (self.resolved_home / "mlartifacts").as_uri()
+
+    def registered_model_name(self, kind: str) -> str:
+        return f"{self.registered_model_prefix}-{kind}"
+
+    def public_dict(self) -> dict[str, Any]:
+        """Config as logged for lineage: secrets are left out."""
+        return json.loads(self.model_dump_json(exclude={"pseudonym_key"}))
+
+    def config_hash(self) -> str:
+        payload = json.dumps(self.public_dict(), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment now (never cached at import time)."""
+    return Settings(**overrides)
