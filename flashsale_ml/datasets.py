@@ -211,7 +211,9 @@ class SnapshotWriter:
                 removed = self.lake.delete_prefix(self.staging_key)
                 log.warning(
                     "aborted snapshot %s after %s; removed %d staged objects",
-                    self.uri, exc_type.__name__, removed,
+                    self.uri,
+                    exc_type.__name__,
+                    removed,
                 )
         finally:
             if self._scratch is not None:
@@ -282,7 +284,7 @@ class Snapshot:
             return pa.table({})
         return pa.concat_tables(parts)
 
-    def read_pandas(self, table: str, columns: list[str] | None = None):  # noqa: ANN201
+    def read_pandas(self, table: str, columns: list[str] | None = None):
         return self.read_table(table, columns).to_pandas()
 
     def read_json(self, name: str) -> Any:

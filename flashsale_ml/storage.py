@@ -115,9 +115,7 @@ class LocalStore(ObjectStore):
             return [prefix]
         if not base.exists():
             return []
-        return sorted(
-            p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file()
-        )
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
 
     def delete_prefix(self, prefix: str) -> int:
         path = self._path(prefix)
@@ -191,7 +189,7 @@ class S3Store(ObjectStore):
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, what: str, key: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202
+    def _call(self, what: str, key: str, fn, *args, **kwargs):
         from botocore.exceptions import (
             ClientError,
             EndpointConnectionError,
@@ -229,9 +227,7 @@ class S3Store(ObjectStore):
 
     def exists(self, key: str) -> bool:
         try:
-            self._call(
-                "head", key, self.client.head_object, Bucket=self.bucket, Key=self._key(key)
-            )
+            self._call("head", key, self.client.head_object, Bucket=self.bucket, Key=self._key(key))
         except ObjectNotFoundError:
             return False
         return True
@@ -239,8 +235,9 @@ class S3Store(ObjectStore):
     def _iter_keys(self, prefix: str) -> Iterator[str]:
         full = self._key(prefix)
         paginator = self.client.get_paginator("list_objects_v2")
-        pages = self._call("list", prefix, lambda: list(paginator.paginate(
-            Bucket=self.bucket, Prefix=full)))
+        pages = self._call(
+            "list", prefix, lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=full))
+        )
         strip = len(self.prefix) + 1 if self.prefix else 0
         for page in pages:
             for obj in page.get("Contents", []):
@@ -296,15 +293,19 @@ class S3Store(ObjectStore):
 
 
 def open_store(uri: str) -> ObjectStore:
-    """Open the store behind ``file:///abs/path`` or ``s3://bucket/prefix``."""
+    """Open the store behind ``file:///abs/path``, ``s3://bucket/prefix`` or a plain path."""
     parsed = urlparse(uri)
+    if parsed.scheme == "":
+        return LocalStore(Path(uri).expanduser())
     if parsed.scheme == "file":
         return LocalStore(Path(unquote(parsed.path)))
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise StorageError(f"S3 URI without a bucket: {uri!r}")
         return S3Store(parsed.netloc, parsed.path)
-    raise StorageError(f"unsupported storage URI {uri!r}: use file:///abs/path or s3://bucket/prefix")
+    raise StorageError(
+        f"unsupported storage URI {uri!r}: use file:///abs/path or s3://bucket/prefix"
+    )
 
 
 def split_uri(uri: str) -> tuple[ObjectStore, str]:

@@ -97,7 +97,11 @@ def _channels(users: Users, user_idx: np.ndarray, rng: np.random.Generator) -> n
 
 
 def _cart_and_buy(
-    users: Users, items: Items, ev_user: np.ndarray, ev_item: np.ndarray, price: np.ndarray,
+    users: Users,
+    items: Items,
+    ev_user: np.ndarray,
+    ev_item: np.ndarray,
+    price: np.ndarray,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     cat = items.category[ev_item]
@@ -118,7 +122,11 @@ def _cart_and_buy(
 
 
 def _order_lines(
-    users: Users, items: Items, ev: Events, buy_mask: np.ndarray, campaign: int,
+    users: Users,
+    items: Items,
+    ev: Events,
+    buy_mask: np.ndarray,
+    campaign: int,
     rng: np.random.Generator,
 ) -> Orders:
     user = ev.user[buy_mask]
@@ -132,14 +140,23 @@ def _order_lines(
     u = rng.random(n)
     status = np.where(u < np.where(bots, 0.2, 0.03), 1, np.where(u > 1 - p_return, 2, 0))
     return Orders(
-        user=user, item=item, qty=qty.astype(np.int64), unit_price=unit_price,
-        discount=np.maximum(discount, 0.0), t=ev.t[buy_mask],
-        campaign=np.full(n, campaign, dtype=np.int64), status=status.astype(np.int8),
+        user=user,
+        item=item,
+        qty=qty.astype(np.int64),
+        unit_price=unit_price,
+        discount=np.maximum(discount, 0.0),
+        t=ev.t[buy_mask],
+        campaign=np.full(n, campaign, dtype=np.int64),
+        status=status.astype(np.int8),
     )
 
 
 def baseline_sessions(
-    config: SimulationConfig, users: Users, items: Items, user_lo: int, user_hi: int,
+    config: SimulationConfig,
+    users: Users,
+    items: Items,
+    user_lo: int,
+    user_hi: int,
     rng: np.random.Generator,
 ) -> tuple[Events, Orders, np.ndarray]:
     """Everyday browsing of users ``[user_lo, user_hi)`` over the whole horizon.
@@ -184,9 +201,9 @@ def baseline_sessions(
     cart_t = ev_t + rng.uniform(5, 60, len(ev_t))
     buy_t = cart_t + rng.uniform(20, 300, len(ev_t))
 
-    kind = np.concatenate([
-        np.full(len(ev_t), VIEW), np.full(cart.sum(), CART), np.full(buy.sum(), PURCHASE)
-    ]).astype(np.int8)
+    kind = np.concatenate(
+        [np.full(len(ev_t), VIEW), np.full(cart.sum(), CART), np.full(buy.sum(), PURCHASE)]
+    ).astype(np.int8)
     sel = [slice(None), cart, buy]
     events = Events(
         user=np.concatenate([ev_user[s] for s in sel]),
@@ -236,20 +253,20 @@ def true_sale_probabilities(
 
 
 def flash_sale(
-    config: SimulationConfig, users: Users, items: Items, campaign: Campaign,
-    campaign_index: int, rng: np.random.Generator,
+    config: SimulationConfig,
+    users: Users,
+    items: Items,
+    campaign: Campaign,
+    campaign_index: int,
+    rng: np.random.Generator,
 ) -> SaleOutcome:
     """Assign arms, simulate visits and purchases, then resolve limited stock by arrival time."""
     start, end = campaign.start_offset, campaign.end_offset
     duration = end - start
-    eligible = np.flatnonzero(
-        (users.signup_offset < start) & (users.churn_offset > start)
-    )
+    eligible = np.flatnonzero((users.signup_offset < start) & (users.churn_offset > start))
     n = len(eligible)
     n_arms = 1 + len(PROMO_TYPES)
-    arm = np.where(
-        rng.random(n) < campaign.holdout_share, ARM_CONTROL, rng.integers(1, n_arms, n)
-    )
+    arm = np.where(rng.random(n) < campaign.holdout_share, ARM_CONTROL, rng.integers(1, n_arms, n))
     probs = true_sale_probabilities(users, items, campaign, eligible)
     p_assigned = probs[np.arange(n), arm]
     bot = users.is_bot[eligible]
@@ -266,8 +283,9 @@ def flash_sale(
     present = np.bincount(sale_cats, minlength=len(CATEGORIES)) > 0
     aff = users.affinity[human] * present
     cum = np.cumsum(aff, axis=1)
-    cat = np.minimum((cum < rng.random(len(human))[:, None] * cum[:, -1:]).sum(axis=1),
-                     len(CATEGORIES) - 1)
+    cat = np.minimum(
+        (cum < rng.random(len(human))[:, None] * cum[:, -1:]).sum(axis=1), len(CATEGORIES) - 1
+    )
     pop = items.popularity[sale_items]
     k = rng.geometric(0.35, len(human))
     v_sess = np.repeat(np.arange(len(human)), k)
@@ -300,11 +318,12 @@ def flash_sale(
     att_user = np.concatenate([human[human_buys], bot_users])
     att_item = np.concatenate([h_buy_item, b_buy_item])
     att_t = np.concatenate([h_buy_t, b_buy_t])
-    att_qty = np.concatenate([
-        rng.choice([1, 2], human_buys.sum(), p=[0.9, 0.1]), rng.integers(3, 6, len(bot_users))
-    ])
-    demand = np.bincount(np.searchsorted(sale_items, att_item), weights=att_qty,
-                         minlength=len(sale_items))
+    att_qty = np.concatenate(
+        [rng.choice([1, 2], human_buys.sum(), p=[0.9, 0.1]), rng.integers(3, 6, len(bot_users))]
+    )
+    demand = np.bincount(
+        np.searchsorted(sale_items, att_item), weights=att_qty, minlength=len(sale_items)
+    )
     stock = np.ceil(demand * rng.uniform(0.45, 1.6, len(sale_items))).astype(np.int64) + 1
     order = np.lexsort((att_t, att_item))
     item_pos = np.searchsorted(sale_items, att_item[order])
@@ -315,8 +334,11 @@ def flash_sale(
     accepted_sorted = before + att_qty[order] <= stock[item_pos]
     accepted = np.empty(len(order), dtype=bool)
     accepted[order] = accepted_sorted
-    sold = np.bincount(np.searchsorted(sale_items, att_item[accepted]),
-                       weights=att_qty[accepted], minlength=len(sale_items))
+    sold = np.bincount(
+        np.searchsorted(sale_items, att_item[accepted]),
+        weights=att_qty[accepted],
+        minlength=len(sale_items),
+    )
     last_sale_t = np.full(len(sale_items), -np.inf)
     np.maximum.at(last_sale_t, np.searchsorted(sale_items, att_item[accepted]), att_t[accepted])
     sellout_t = np.where(sold >= stock, last_sale_t, np.nan)
@@ -333,23 +355,25 @@ def flash_sale(
     user = np.concatenate([human[v_sess], bot_users[b_sess], att_user, att_user[accepted]])
     item = np.concatenate([v_item, b_item, att_item, att_item[accepted]])
     t = np.concatenate([v_t, b_t, att_t - rng.uniform(2, 8, len(att_t)), att_t[accepted]])
-    kind = np.concatenate([
-        np.full(n_human_views + n_bot_views, VIEW), np.full(len(att_user), CART),
-        np.full(int(accepted.sum()), PURCHASE),
-    ]).astype(np.int8)
-    price = np.concatenate([
-        sale_price[v_item], sale_price[b_item], att_price, att_price[accepted]
-    ])
+    kind = np.concatenate(
+        [
+            np.full(n_human_views + n_bot_views, VIEW),
+            np.full(len(att_user), CART),
+            np.full(int(accepted.sum()), PURCHASE),
+        ]
+    ).astype(np.int8)
+    price = np.concatenate([sale_price[v_item], sale_price[b_item], att_price, att_price[accepted]])
     # Session ids are per visitor here (one sale visit each); the runner offsets them globally.
     att_sess = np.concatenate(
         [np.flatnonzero(human_buys), len(human) + np.arange(len(bot_users))]
     ).astype(np.int64)
-    session = np.concatenate([
-        v_sess, len(human) + b_sess, att_sess, att_sess[accepted]
-    ]).astype(np.int64)
+    session = np.concatenate([v_sess, len(human) + b_sess, att_sess, att_sess[accepted]]).astype(
+        np.int64
+    )
     channel = _channels(users, user, rng)
-    events = Events(user=user, item=item, session=session, kind=kind, t=t, price=price,
-                    channel=channel)
+    events = Events(
+        user=user, item=item, session=session, kind=kind, t=t, price=price, channel=channel
+    )
     purchase_mask = kind == PURCHASE
     orders = _order_lines(users, items, events, purchase_mask, campaign_index, rng)
     qty = att_qty[accepted]

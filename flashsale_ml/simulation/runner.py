@@ -83,99 +83,145 @@ def _dict_strings(codes: np.ndarray, values: tuple[str, ...]) -> pa.Array:
 
 
 def users_table(config: SimulationConfig, users: Users) -> pa.Table:
-    return conform("users", pa.table({
-        "user_id": users.user_id,
-        "signup_ts": _ts(config, users.signup_offset.astype(np.float64)),
-        "region": _dict_strings(users.region, REGIONS),
-        "device_type": _dict_strings(users.device_type, DEVICE_TYPES),
-    }))
+    return conform(
+        "users",
+        pa.table(
+            {
+                "user_id": users.user_id,
+                "signup_ts": _ts(config, users.signup_offset.astype(np.float64)),
+                "region": _dict_strings(users.region, REGIONS),
+                "device_type": _dict_strings(users.device_type, DEVICE_TYPES),
+            }
+        ),
+    )
 
 
 def items_table(items: Items) -> pa.Table:
-    return conform("items", pa.table({
-        "item_id": items.item_id,
-        "category": _dict_strings(items.category, CATEGORIES),
-        "brand": pa.array(items.brand, type=pa.string()),
-        "list_price": items.list_price,
-        "cost": items.cost,
-        "stock_on_hand": items.stock_on_hand,
-        "title": pa.array(items.title, type=pa.string()),
-    }))
+    return conform(
+        "items",
+        pa.table(
+            {
+                "item_id": items.item_id,
+                "category": _dict_strings(items.category, CATEGORIES),
+                "brand": pa.array(items.brand, type=pa.string()),
+                "list_price": items.list_price,
+                "cost": items.cost,
+                "stock_on_hand": items.stock_on_hand,
+                "title": pa.array(items.title, type=pa.string()),
+            }
+        ),
+    )
 
 
 def campaigns_table(config: SimulationConfig, campaigns: list[Campaign], items: Items) -> pa.Table:
-    return conform("campaigns", pa.table({
-        "campaign_id": [c.campaign_id for c in campaigns],
-        "start_ts": _ts(config, np.array([c.start_offset for c in campaigns], dtype=float)),
-        "end_ts": _ts(config, np.array([c.end_offset for c in campaigns], dtype=float)),
-        "item_ids": [items.item_id[c.item_index].tolist() for c in campaigns],
-        "promo_types": [list(c.promo_types) for c in campaigns],
-        "discount_depth": [c.discount_depth for c in campaigns],
-        "budget": [c.budget for c in campaigns],
-        "holdout_share": [c.holdout_share for c in campaigns],
-    }))
+    return conform(
+        "campaigns",
+        pa.table(
+            {
+                "campaign_id": [c.campaign_id for c in campaigns],
+                "start_ts": _ts(config, np.array([c.start_offset for c in campaigns], dtype=float)),
+                "end_ts": _ts(config, np.array([c.end_offset for c in campaigns], dtype=float)),
+                "item_ids": [items.item_id[c.item_index].tolist() for c in campaigns],
+                "promo_types": [list(c.promo_types) for c in campaigns],
+                "discount_depth": [c.discount_depth for c in campaigns],
+                "budget": [c.budget for c in campaigns],
+                "holdout_share": [c.holdout_share for c in campaigns],
+            }
+        ),
+    )
 
 
 def events_table(
-    config: SimulationConfig, users: Users, items: Items, ev: Events, session_offset: int,
+    config: SimulationConfig,
+    users: Users,
+    items: Items,
+    ev: Events,
+    session_offset: int,
     ids: _Ids,
 ) -> pa.Table:
     order = np.argsort(ev.t, kind="stable")  # time-sorted parts give Parquet useful ts stats
-    return conform("events", pa.table({
-        "event_id": ids.take("event", len(ev)),
-        "user_id": users.user_id[ev.user[order]],
-        "item_id": items.item_id[ev.item[order]],
-        "session_id": ev.session[order] + session_offset + 1,
-        "event_type": pa.DictionaryArray.from_arrays(
-            ev.kind[order], pa.array(EVENT_TYPES)).cast(pa.string()),
-        "ts": _ts(config, ev.t[order]),
-        "price": ev.price[order],
-        "channel": pa.DictionaryArray.from_arrays(
-            ev.channel[order], pa.array(CHANNELS)).cast(pa.string()),
-        "device_id": users.device_id[ev.user[order]],
-        "ip_hash": users.ip_hash[ev.user[order]],
-    }))
+    return conform(
+        "events",
+        pa.table(
+            {
+                "event_id": ids.take("event", len(ev)),
+                "user_id": users.user_id[ev.user[order]],
+                "item_id": items.item_id[ev.item[order]],
+                "session_id": ev.session[order] + session_offset + 1,
+                "event_type": pa.DictionaryArray.from_arrays(
+                    ev.kind[order], pa.array(EVENT_TYPES)
+                ).cast(pa.string()),
+                "ts": _ts(config, ev.t[order]),
+                "price": ev.price[order],
+                "channel": pa.DictionaryArray.from_arrays(
+                    ev.channel[order], pa.array(CHANNELS)
+                ).cast(pa.string()),
+                "device_id": users.device_id[ev.user[order]],
+                "ip_hash": users.ip_hash[ev.user[order]],
+            }
+        ),
+    )
 
 
 def orders_table(
-    config: SimulationConfig, users: Users, items: Items, orders: Orders,
-    campaigns: list[Campaign], ids: _Ids,
+    config: SimulationConfig,
+    users: Users,
+    items: Items,
+    orders: Orders,
+    campaigns: list[Campaign],
+    ids: _Ids,
 ) -> pa.Table:
     campaign_ids = np.array([None, *[c.campaign_id for c in campaigns]], dtype=object)
-    return conform("orders", pa.table({
-        "order_id": ids.take("order", len(orders)),
-        "user_id": users.user_id[orders.user],
-        "item_id": items.item_id[orders.item],
-        "qty": orders.qty,
-        "unit_price": orders.unit_price,
-        "discount": orders.discount,
-        "ts": _ts(config, orders.t),
-        "campaign_id": pa.array(campaign_ids[orders.campaign + 1], type=pa.string()),
-        "status": _dict_strings(orders.status, ORDER_STATUSES),
-    }))
+    return conform(
+        "orders",
+        pa.table(
+            {
+                "order_id": ids.take("order", len(orders)),
+                "user_id": users.user_id[orders.user],
+                "item_id": items.item_id[orders.item],
+                "qty": orders.qty,
+                "unit_price": orders.unit_price,
+                "discount": orders.discount,
+                "ts": _ts(config, orders.t),
+                "campaign_id": pa.array(campaign_ids[orders.campaign + 1], type=pa.string()),
+                "status": _dict_strings(orders.status, ORDER_STATUSES),
+            }
+        ),
+    )
 
 
-def assignments_table(
-    config: SimulationConfig, users: Users, sales: list[SaleOutcome]
-) -> pa.Table:
+def assignments_table(config: SimulationConfig, users: Users, sales: list[SaleOutcome]) -> pa.Table:
     parts = []
     for sale in sales:
         assigned = np.full(len(sale.eligible), sale.campaign.start_offset - 3_600, dtype=float)
-        parts.append(pa.table({
-            "campaign_id": pa.array([sale.campaign.campaign_id] * len(sale.eligible)),
-            "user_id": users.user_id[sale.eligible],
-            "arm": _dict_strings(sale.arm, ARMS),
-            "assigned_ts": _ts(config, assigned),
-        }))
+        parts.append(
+            pa.table(
+                {
+                    "campaign_id": pa.array([sale.campaign.campaign_id] * len(sale.eligible)),
+                    "user_id": users.user_id[sale.eligible],
+                    "arm": _dict_strings(sale.arm, ARMS),
+                    "assigned_ts": _ts(config, assigned),
+                }
+            )
+        )
     return conform("assignments", pa.concat_tables(parts))
 
 
-def traffic_table(config: SimulationConfig, requests: np.ndarray, sessions: np.ndarray,
-                  orders: np.ndarray) -> pa.Table:
+def traffic_table(
+    config: SimulationConfig, requests: np.ndarray, sessions: np.ndarray, orders: np.ndarray
+) -> pa.Table:
     minutes = np.arange(len(requests), dtype=float) * 60.0
-    return conform("traffic", pa.table({
-        "ts": _ts(config, minutes), "requests": requests, "sessions": sessions, "orders": orders,
-    }))
+    return conform(
+        "traffic",
+        pa.table(
+            {
+                "ts": _ts(config, minutes),
+                "requests": requests,
+                "sessions": sessions,
+                "orders": orders,
+            }
+        ),
+    )
 
 
 def _minute_counts(config: SimulationConfig, t: np.ndarray) -> np.ndarray:
@@ -189,16 +235,19 @@ def truth_tables(
 ) -> dict[str, pa.Table]:
     churned = users.churn_offset <= config.horizon_seconds
     churn_s = np.where(churned, users.churn_offset, 0).astype(float)
-    users_truth = pa.table({
-        "user_id": users.user_id,
-        "is_bot": users.is_bot,
-        "activity": users.activity,
-        "price_sensitivity": users.price_sensitivity,
-        "intent": users.intent,
-        "annoyed": users.annoyed,
-        "churn_ts": pa.array(_ts(config, churn_s).to_numpy(zero_copy_only=False),
-                             type=TS, mask=~churned),
-    })
+    users_truth = pa.table(
+        {
+            "user_id": users.user_id,
+            "is_bot": users.is_bot,
+            "activity": users.activity,
+            "price_sensitivity": users.price_sensitivity,
+            "intent": users.intent,
+            "annoyed": users.annoyed,
+            "churn_ts": pa.array(
+                _ts(config, churn_s).to_numpy(zero_copy_only=False), type=TS, mask=~churned
+            ),
+        }
+    )
     sale_parts, demand_parts = [], []
     for sale in sales:
         n = len(sale.eligible)
@@ -216,15 +265,22 @@ def truth_tables(
         sale_parts.append(pa.table(cols))
         d = sale.demand
         sellout = d["sellout_offset"]
-        demand_parts.append(pa.table({
-            "campaign_id": pa.array([sale.campaign.campaign_id] * len(d["item_index"])),
-            "item_id": items.item_id[d["item_index"]],
-            "true_demand_qty": d["true_demand_qty"],
-            "sale_stock": d["sale_stock"],
-            "sold_qty": d["sold_qty"],
-            "sellout_ts": pa.array(_ts(config, np.nan_to_num(sellout)).to_numpy(
-                zero_copy_only=False), type=TS, mask=np.isnan(sellout)),
-        }))
+        demand_parts.append(
+            pa.table(
+                {
+                    "campaign_id": pa.array([sale.campaign.campaign_id] * len(d["item_index"])),
+                    "item_id": items.item_id[d["item_index"]],
+                    "true_demand_qty": d["true_demand_qty"],
+                    "sale_stock": d["sale_stock"],
+                    "sold_qty": d["sold_qty"],
+                    "sellout_ts": pa.array(
+                        _ts(config, np.nan_to_num(sellout)).to_numpy(zero_copy_only=False),
+                        type=TS,
+                        mask=np.isnan(sellout),
+                    ),
+                }
+            )
+        )
     tables = {"users_truth": users_truth}
     if sales:
         tables["sale_truth"] = pa.concat_tables(sale_parts)
@@ -233,7 +289,9 @@ def truth_tables(
 
 
 def simulate(
-    config: SimulationConfig, lake: ObjectStore, dataset: str = "raw",
+    config: SimulationConfig,
+    lake: ObjectStore,
+    dataset: str = "raw",
     snapshot_id: str | None = None,
 ) -> SimulationResult:
     """Generate a complete flash-sale dataset and commit it (plus its ground truth) to ``lake``.
@@ -254,7 +312,11 @@ def simulate(
     campaigns = make_campaigns(config, items)
     log.info(
         "simulating %s users, %s items, %d days, %d flash sales (seed %d)",
-        f"{users.n:,}", f"{items.n:,}", config.days, len(campaigns), config.seed,
+        f"{users.n:,}",
+        f"{items.n:,}",
+        config.days,
+        len(campaigns),
+        config.seed,
     )
     sales = [
         flash_sale(config, users, items, c, i, rng_for(config, 4, i))
@@ -264,12 +326,13 @@ def simulate(
     requests = np.zeros(config.days * 1_440, dtype=np.int64)
     sessions = np.zeros_like(requests)
     order_counts = np.zeros_like(requests)
-    metadata = {"generator": "flashsale_ml.simulation", "config": config.model_dump(
-        mode="json", exclude={"pseudonym_key"})}
+    metadata = {
+        "generator": "flashsale_ml.simulation",
+        "config": config.model_dump(mode="json", exclude={"pseudonym_key"}),
+    }
 
     raw = SnapshotWriter(lake, dataset, metadata=metadata, snapshot_id=snapshot_id)
-    truth = SnapshotWriter(lake, f"{dataset}-truth", metadata=metadata,
-                           snapshot_id=raw.snapshot_id)
+    truth = SnapshotWriter(lake, f"{dataset}-truth", metadata=metadata, snapshot_id=raw.snapshot_id)
     with raw, truth:
         raw.write_table("users", users_table(config, users))
         raw.write_table("items", items_table(items))
@@ -292,7 +355,12 @@ def simulate(
             elapsed = time.perf_counter() - started
             log.info(
                 "baseline chunk %d/%d: users %s/%s, events %s so far, %.0f s elapsed, ~%.0f s left",
-                chunk + 1, n_chunks, f"{hi:,}", f"{users.n:,}", f"{ids.event:,}", elapsed,
+                chunk + 1,
+                n_chunks,
+                f"{hi:,}",
+                f"{users.n:,}",
+                f"{ids.event:,}",
+                elapsed,
                 elapsed / (chunk + 1) * (n_chunks - chunk - 1),
             )
         for sale in sales:

@@ -179,7 +179,9 @@ def make_users(config: SimulationConfig) -> Users:
     household = rng.random(n) < 0.05
     household[0] = False
     device_id = np.where(household, np.roll(device_id, 1), device_id)
-    ip_hash = rng.integers(1, 2**62, max(1, n // 2), dtype=np.int64)[rng.integers(0, max(1, n // 2), n)]
+    ip_hash = rng.integers(1, 2**62, max(1, n // 2), dtype=np.int64)[
+        rng.integers(0, max(1, n // 2), n)
+    ]
     # Bot rings: 10-30 accounts behind one device fingerprint and a handful of IPs.
     bot_idx = np.flatnonzero(is_bot)
     ring = np.arange(len(bot_idx)) // 20
@@ -218,14 +220,22 @@ def make_items(config: SimulationConfig) -> Items:
         ranks = rng.permutation(len(idx)) + 1
         popularity[idx] = 1.0 / ranks**1.05  # Zipf: a few best-sellers per category
     brand_rank = np.minimum(rng.zipf(1.6, m), 25)
-    brand = np.array([f"{CATEGORIES[c][:3].title()}Co-{b:02d}" for c, b in zip(category, brand_rank, strict=True)])
+    brand = np.array(
+        [
+            f"{CATEGORIES[c][:3].title()}Co-{b:02d}"
+            for c, b in zip(category, brand_rank, strict=True)
+        ]
+    )
     list_price = np.round(CATEGORY_MEDIAN_PRICE[category] * rng.lognormal(0.0, 0.55, m), 0) - 0.01
     list_price = np.maximum(list_price, 0.99)
     cost = np.round(list_price * rng.uniform(0.35, 0.75, m), 2)
     stock = rng.poisson(20 + 400 * popularity).astype(np.int64)
     adjective = rng.choice(len(ADJECTIVES), m)
     title = np.array(
-        [f"{brand[i]} {ADJECTIVES[adjective[i]]} {CATEGORIES[category[i]]} item {i}" for i in range(m)]
+        [
+            f"{brand[i]} {ADJECTIVES[adjective[i]]} {CATEGORIES[category[i]]} item {i}"
+            for i in range(m)
+        ]
     )
 
     order = np.lexsort((np.arange(m), category))
@@ -252,7 +262,7 @@ def make_items(config: SimulationConfig) -> Items:
 def make_campaigns(config: SimulationConfig, items: Items) -> list[Campaign]:
     rng = rng_for(config, 3)
     campaigns = []
-    n_sale = max(10, int(round(items.n * config.sale_item_share)))
+    n_sale = max(10, round(items.n * config.sale_item_share))
     # Sale items lean towards popular SKUs, as merchandisers pick them.
     weight = items.popularity / items.popularity.sum()
     for i, start in enumerate(config.sale_starts()):

@@ -1,0 +1,130 @@
+"""
+### flashsale-ml training pipeline
+
+Generates (or, later, ingests) a flash-sale dataset, validates it against the contract with
+Great Expectations, builds point-in-time features as of each sale's start, trains the LightGBM
+purchase-propensity model, and registers it in the MLflow model registry.
+
+* **Trigger** it from the UI with *Trigger DAG w/ config*: the form asks for the simulated
+  number of users and days.
+* **Where to look**: every run opens one MLflow parent run (named after the Airflow run id) with
+  one nested run per step; the trained model is registered as `flashsale-propensity` and gets
+  the `challenger` alias (the very first version also becomes `champion`).
+* **Storage**: `FLASHSALE_STORAGE_ROOT` (local folder or `s3://`); tasks pass URIs, never data.
+
+Each task imports `flashsale_ml` inside its body and calls exactly one function of
+`flashsale_ml.steps`, so parsing this file stays fast and the logic is testable without Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+DEFAULT_ARGS = {
+    "owner": "flashsale-ml",
+    "retries": 2,
+    # Overridable so end-to-end tests do not sit out minutes of back-off on a failure.
+    "retry_delay": timedelta(seconds=int(os.environ.get("FLASHSALE_TASK_RETRY_DELAY_S", "60"))),
+    "retry_exponential_backoff": True,
+    "execution_timeout": timedelta(hours=2),
+}
+
+
+@dag(
+    dag_id="flashsale_training_pipeline",
+    schedule=None,
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["flashsale", "training", "propensity"],
+    doc_md=__doc__,
+    params={
+        "users": Param(
+            5_000,
+            type="integer",
+            minimum=100,
+            maximum=10_000_000,
+            title="Simulated users",
+            description="Accounts in the simulated shop.",
+        ),
+        "days": Param(
+            28,
+            type="integer",
+            minimum=14,
+            maximum=365,
+            title="Simulated days",
+            description="History length; one flash sale per week.",
+        ),
+    },
+)
+def flashsale_training_pipeline() -> None:
+    @task
+    def start_pipeline() -> str:
+        from flashsale_ml import steps
+
+        context = get_current_context()
+        dag_run = context["dag_run"]
+        return steps.start_pipeline(
+            name=f"{dag_run.dag_id}/{dag_run.run_id}",
+            tags={"airflow.dag_id": dag_run.dag_id, "airflow.run_id": dag_run.run_id},
+        )
+
+    @task
+    def generate_data(parent_run_id: str) -> str:
+        from flashsale_ml import steps
+
+        params = get_current_context()["params"]
+        return steps.generate_data(parent_run_id, users=params["users"], days=params["days"])
+
+    @task
+    def validate_data(raw_uri: str, parent_run_id: str) -> dict[str, Any]:
+        from flashsale_ml import steps
+
+        return steps.validate_data(raw_uri, parent_run_id)
+
+    @task
+    def build_features(raw_uri: str, parent_run_id: str) -> str:
+        from flashsale_ml import steps
+
+        return steps.build_features(raw_uri, parent_run_id)
+
+    @task
+    def train_propensity(features_uri: str, parent_run_id: str) -> dict[str, Any]:
+        from flashsale_ml import steps
+
+        return steps.train_propensity(features_uri, parent_run_id)
+
+    @task
+    def register_model(training: dict[str, Any]) -> dict[str, Any]:
+        from flashsale_ml import steps
+
+        return steps.register_model(training["run_id"], model_kind="propensity")
+
+    @task(retries=0)
+    def finish_pipeline(parent_run_id: str, registered: dict[str, Any] | None) -> str:
+        """Close the MLflow parent run, FAILED unless a model was registered.
+
+        A teardown: it runs whatever happened upstream, and (unlike an ``all_done`` leaf) it
+        does not turn a failed DAG run green.
+        """
+        from flashsale_ml import steps
+
+        status = "FINISHED" if registered else "FAILED"
+        steps.finish_pipeline(parent_run_id, status)
+        return status
+
+    parent = start_pipeline()
+    raw = generate_data(parent)
+    validated = validate_data(raw, parent)
+    features = build_features(raw, parent)
+    validated >> features  # never build features from data that failed validation
+    registered = register_model(train_propensity(features, parent))
+    finish_pipeline(parent, registered).as_teardown(setups=parent)
+
+
+flashsale_training_pipeline()

@@ -1,0 +1,204 @@
+"""Point-in-time features and labels for flash-sale models, computed in DuckDB over Parquet.
+
+Every feature of a row with cutoff ``as_of`` reads only events with ``ts < as_of`` (strictly
+before): an event at or after the cutoff cannot change a feature. Labels read only the window
+``[as_of, as_of + label_window)``. The population of a campaign is its assignment table, so
+the arm (known before the sale starts) is a feature too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+# Feature columns of the propensity table, in output order; docs/features.md explains each.
+USER_FEATURES = (
+    "events_1h", "events_24h", "events_7d", "events_30d",
+    "views_7d", "carts_30d", "purchases_30d", "purchases_all",
+    "revenue_all", "sessions_30d", "distinct_items_30d", "distinct_categories_30d",
+    "cart_to_purchase_30d", "discount_purchase_share", "days_since_last_event",
+    "days_since_last_purchase", "account_age_days", "accounts_per_device",
+    "accounts_per_ip", "past_sale_purchases", "past_sale_treated_purchases",
+    "past_sale_control_purchases", "preferred_hour", "sale_category_affinity",
+)  # fmt: skip
+CATEGORICAL_FEATURES = ("region", "device_type", "arm")
+SALE_FEATURES = ("sale_hour", "sale_weekday", "days_to_payday", "discount_depth")
+LABEL = "label_purchase"
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """One point in time to compute features at, with the population and the label window."""
+
+    campaign_id: str
+    as_of: datetime
+    label_end: datetime
+
+
+def connect(
+    tables: dict[str, Sequence[Path]], memory_limit: str = "4GB", threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one view per table over its Parquet files."""
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit='{memory_limit}'")
+    con.execute("SET preserve_insertion_order=false")
+    if threads:
+        con.execute(f"SET threads={int(threads)}")
+    for name, files in tables.items():
+        paths = ", ".join(f"'{p}'" for p in files)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{paths}])")
+    return con
+
+
+def cutoffs_from_campaigns(con: duckdb.DuckDBPyConnection) -> list[Cutoff]:
+    rows = con.execute(
+        "SELECT campaign_id, start_ts, end_ts FROM campaigns ORDER BY start_ts"
+    ).fetchall()
+    return [Cutoff(cid, start, end) for cid, start, end in rows]
+
+
+def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
+    """Features as of ``cutoff.as_of`` and the purchase label for the campaign's population.
+
+    Args:
+        con: connection with views ``users, items, events, orders, campaigns, assignments``.
+        cutoff: the campaign, its start (the cutoff) and the end of the label window.
+
+    Returns:
+        One row per assigned user: ``campaign_id, user_id, as_of``, the features and
+        ``label_purchase`` (1 if the user bought anything in the label window).
+    """
+    params = {"cid": cutoff.campaign_id, "as_of": cutoff.as_of, "label_end": cutoff.label_end}
+    sql = f"""
+    WITH pop AS (
+        SELECT a.user_id, a.arm FROM assignments a WHERE a.campaign_id = $cid
+    ),
+    sale AS (
+        SELECT * FROM campaigns WHERE campaign_id = $cid
+    ),
+    sale_items AS (
+        SELECT unnest(item_ids) AS item_id FROM sale
+    ),
+    sale_cats AS (
+        SELECT i.category, count(*)::DOUBLE / sum(count(*)) OVER () AS share
+        FROM sale_items s JOIN items i USING (item_id) GROUP BY i.category
+    ),
+    hist AS (  -- the only read of events for features: strictly before the cutoff
+        SELECT e.user_id, e.item_id, e.session_id, e.event_type, e.ts, e.price, e.device_id,
+               e.ip_hash, i.category, i.list_price
+        FROM events e JOIN items i USING (item_id)
+        WHERE e.ts < $as_of AND e.user_id IN (SELECT user_id FROM pop)
+    ),
+    agg AS (
+        SELECT user_id,
+            count(*) FILTER (WHERE ts >= $as_of - INTERVAL 1 HOUR) AS events_1h,
+            count(*) FILTER (WHERE ts >= $as_of - INTERVAL 1 DAY) AS events_24h,
+            count(*) FILTER (WHERE ts >= $as_of - INTERVAL 7 DAY) AS events_7d,
+            count(*) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY) AS events_30d,
+            count(*) FILTER (WHERE event_type = 'view' AND ts >= $as_of - INTERVAL 7 DAY)
+                AS views_7d,
+            count(*) FILTER (WHERE event_type = 'add_to_cart'
+                             AND ts >= $as_of - INTERVAL 30 DAY) AS carts_30d,
+            count(*) FILTER (WHERE event_type = 'purchase'
+                             AND ts >= $as_of - INTERVAL 30 DAY) AS purchases_30d,
+            count(*) FILTER (WHERE event_type = 'purchase') AS purchases_all,
+            coalesce(sum(price) FILTER (WHERE event_type = 'purchase'), 0) AS revenue_all,
+            count(DISTINCT session_id) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY)
+                AS sessions_30d,
+            count(DISTINCT item_id) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY)
+                AS distinct_items_30d,
+            count(DISTINCT category) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY)
+                AS distinct_categories_30d,
+            avg(CASE WHEN price < list_price THEN 1.0 ELSE 0.0 END)
+                FILTER (WHERE event_type = 'purchase') AS discount_purchase_share,
+            date_diff('second', max(ts), $as_of) / 86400.0 AS days_since_last_event,
+            date_diff('second', max(ts) FILTER (WHERE event_type = 'purchase'), $as_of)
+                / 86400.0 AS days_since_last_purchase,
+            mode(hour(ts)) AS preferred_hour,
+            any_value(device_id) AS device_id,
+            any_value(ip_hash) AS ip_hash
+        FROM hist GROUP BY user_id
+    ),
+    cat_share AS (
+        SELECT h.user_id, sum(sc.share * 1.0) / count(*) * (SELECT count(*) FROM sale_cats)
+            AS sale_category_affinity
+        FROM hist h JOIN sale_cats sc USING (category)
+        GROUP BY h.user_id
+    ),
+    device_sharing AS (
+        SELECT device_id, count(DISTINCT user_id) AS accounts_per_device
+        FROM events WHERE ts < $as_of GROUP BY device_id
+    ),
+    ip_sharing AS (
+        SELECT ip_hash, count(DISTINCT user_id) AS accounts_per_ip
+        FROM events WHERE ts < $as_of GROUP BY ip_hash
+    ),
+    past_sales AS (
+        SELECT o.user_id,
+            count(*) AS past_sale_purchases,
+            count(*) FILTER (WHERE a.arm IS NOT NULL AND a.arm <> 'control')
+                AS past_sale_treated_purchases,
+            count(*) FILTER (WHERE a.arm = 'control') AS past_sale_control_purchases
+        FROM orders o
+        LEFT JOIN assignments a ON a.campaign_id = o.campaign_id AND a.user_id = o.user_id
+        WHERE o.ts < $as_of AND o.campaign_id IS NOT NULL
+        GROUP BY o.user_id
+    ),
+    label AS (
+        SELECT DISTINCT user_id FROM events
+        WHERE event_type = 'purchase' AND ts >= $as_of AND ts < $label_end
+    )
+    SELECT
+        $cid AS campaign_id,
+        p.user_id,
+        $as_of::TIMESTAMPTZ AS as_of,
+        coalesce(ag.events_1h, 0) AS events_1h,
+        coalesce(ag.events_24h, 0) AS events_24h,
+        coalesce(ag.events_7d, 0) AS events_7d,
+        coalesce(ag.events_30d, 0) AS events_30d,
+        coalesce(ag.views_7d, 0) AS views_7d,
+        coalesce(ag.carts_30d, 0) AS carts_30d,
+        coalesce(ag.purchases_30d, 0) AS purchases_30d,
+        coalesce(ag.purchases_all, 0) AS purchases_all,
+        coalesce(ag.revenue_all, 0.0) AS revenue_all,
+        coalesce(ag.sessions_30d, 0) AS sessions_30d,
+        coalesce(ag.distinct_items_30d, 0) AS distinct_items_30d,
+        coalesce(ag.distinct_categories_30d, 0) AS distinct_categories_30d,
+        CASE WHEN coalesce(ag.carts_30d, 0) = 0 THEN NULL
+             ELSE ag.purchases_30d::DOUBLE / ag.carts_30d END AS cart_to_purchase_30d,
+        ag.discount_purchase_share,
+        ag.days_since_last_event,
+        ag.days_since_last_purchase,
+        date_diff('second', u.signup_ts, $as_of) / 86400.0 AS account_age_days,
+        coalesce(ds.accounts_per_device, 1) AS accounts_per_device,
+        coalesce(ips.accounts_per_ip, 1) AS accounts_per_ip,
+        coalesce(ps.past_sale_purchases, 0) AS past_sale_purchases,
+        coalesce(ps.past_sale_treated_purchases, 0) AS past_sale_treated_purchases,
+        coalesce(ps.past_sale_control_purchases, 0) AS past_sale_control_purchases,
+        ag.preferred_hour,
+        coalesce(cs.sale_category_affinity, 0.0) AS sale_category_affinity,
+        u.region, u.device_type, p.arm,
+        hour($as_of::TIMESTAMPTZ) AS sale_hour,
+        isodow($as_of::TIMESTAMPTZ) AS sale_weekday,
+        (25 - day($as_of::TIMESTAMPTZ) + 31) % 31 AS days_to_payday,
+        (SELECT discount_depth FROM sale) AS discount_depth,
+        (l.user_id IS NOT NULL)::INTEGER AS {LABEL}
+    FROM pop p
+    JOIN users u USING (user_id)
+    LEFT JOIN agg ag USING (user_id)
+    LEFT JOIN cat_share cs USING (user_id)
+    LEFT JOIN device_sharing ds ON ds.device_id = ag.device_id
+    LEFT JOIN ip_sharing ips ON ips.ip_hash = ag.ip_hash
+    LEFT JOIN past_sales ps USING (user_id)
+    LEFT JOIN label l USING (user_id)
+    ORDER BY p.user_id
+    """
+    return con.sql(sql, params=params).to_arrow_table()

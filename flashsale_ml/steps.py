@@ -1,0 +1,140 @@
+"""One function per pipeline step, each returning a small JSON-able value (URIs, ids, metrics).
+
+These are what Airflow tasks and the ``flashsale`` CLI call. Each step reads settings from the
+environment, records what it did on a run nested under the pipeline's MLflow run, and hands the
+next step a URI instead of data.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flashsale_ml.config import Settings, get_settings
+from flashsale_ml.tracking import TAG_PREFIX
+
+log = logging.getLogger(__name__)
+
+
+def start_pipeline(
+    name: str, tags: dict[str, str] | None = None, settings: Settings | None = None
+) -> str:
+    """Open the MLflow parent run of one pipeline execution; returns its run id."""
+    from flashsale_ml.tracking import start_pipeline_run
+
+    return start_pipeline_run(settings or get_settings(), name, tags)
+
+
+def finish_pipeline(
+    parent_run_id: str, status: str = "FINISHED", settings: Settings | None = None
+) -> None:
+    from flashsale_ml.tracking import finish_pipeline_run
+
+    finish_pipeline_run(settings or get_settings(), parent_run_id, status)
+
+
+def generate_data(
+    parent_run_id: str | None = None,
+    settings: Settings | None = None,
+    users: int | None = None,
+    days: int | None = None,
+) -> str:
+    """Simulate a flash-sale dataset into the lake; returns the raw snapshot URI."""
+    import mlflow
+
+    from flashsale_ml.simulation import SimulationConfig, simulate
+    from flashsale_ml.storage import open_store
+    from flashsale_ml.tracking import log_params_flat, step_run
+
+    settings = settings or get_settings()
+    config = SimulationConfig(
+        users=users or settings.sim_users,
+        days=days or settings.sim_days,
+        items=settings.sim_items,
+        seed=settings.seed,
+        pseudonym_key=settings.pseudonym_key,
+    )
+    result = simulate(config, open_store(settings.lake_uri))
+    with step_run(
+        settings,
+        "generate_data",
+        parent_run_id,
+        {f"{TAG_PREFIX}data_snapshot_id": result.snapshot_id},
+    ) as run:
+        log_params_flat(
+            run.info.run_id,
+            {"simulation": config.model_dump(mode="json", exclude={"pseudonym_key"})},
+        )
+        mlflow.log_metrics(
+            {f"rows_{k}": float(v) for k, v in result.rows.items()} | {"seconds": result.seconds}
+        )
+        mlflow.set_tag(f"{TAG_PREFIX}raw_uri", result.raw_uri)
+    return result.raw_uri
+
+
+def validate_data(
+    raw_uri: str, parent_run_id: str | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Validate every table of a raw snapshot; raises on any failed expectation."""
+    import mlflow
+
+    from flashsale_ml.tracking import step_run
+    from flashsale_ml.validation import DataValidationError, validate_snapshot
+
+    settings = settings or get_settings()
+    with step_run(
+        settings, "validate_data", parent_run_id, {f"{TAG_PREFIX}raw_uri": raw_uri}
+    ) as run:
+        try:
+            report = validate_snapshot(raw_uri)
+        except DataValidationError as exc:
+            mlflow.set_tag(f"{TAG_PREFIX}validation", "failed")
+            mlflow.log_text(str(exc), "validation/failures.txt")
+            raise
+        mlflow.set_tag(f"{TAG_PREFIX}validation", "passed")
+        mlflow.set_tag(f"{TAG_PREFIX}validation_report_uri", report.report_uri)
+        summary = report.summary()
+        mlflow.log_dict(summary, "validation/summary.json")
+        summary["mlflow_run_id"] = run.info.run_id
+    return summary
+
+
+def build_features(
+    raw_uri: str, parent_run_id: str | None = None, settings: Settings | None = None
+) -> str:
+    """Point-in-time propensity features for every campaign; returns the feature snapshot URI."""
+    import mlflow
+
+    from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.features import build_propensity_features
+    from flashsale_ml.storage import open_store
+    from flashsale_ml.tracking import step_run
+
+    settings = settings or get_settings()
+    with step_run(settings, "build_features", parent_run_id, {f"{TAG_PREFIX}raw_uri": raw_uri}):
+        uri = build_propensity_features(raw_uri, open_store(settings.lake_uri))
+        with Snapshot(uri) as snapshot:
+            mlflow.log_dict(snapshot.manifest.metadata, "features/manifest_metadata.json")
+            mlflow.log_metric("rows", snapshot.manifest.tables["propensity"].rows)
+        mlflow.set_tag(f"{TAG_PREFIX}feature_snapshot_uri", uri)
+    return uri
+
+
+def train_propensity(
+    features_uri: str, parent_run_id: str | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Train the LightGBM propensity model; returns its run id, model URI and test metrics."""
+    from flashsale_ml.training.pipeline import train_propensity_lgbm_step
+
+    return train_propensity_lgbm_step(
+        features_uri, settings or get_settings(), parent_run_id
+    ).summary()
+
+
+def register_model(
+    run_id: str, model_kind: str = "propensity", settings: Settings | None = None
+) -> dict[str, Any]:
+    """Register the run's model as a new version (alias ``challenger``; first one champion)."""
+    from flashsale_ml.registry import register_from_run
+
+    return register_from_run(run_id, model_kind, settings or get_settings()).summary()

@@ -1,0 +1,148 @@
+"""Thin MLflow adapter: experiment setup, pipeline parent runs, batched logging, lineage tags.
+
+Everything that talks to MLflow's tracking API lives here or in :mod:`flashsale_ml.registry`,
+so training code stays testable without a server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from flashsale_ml.config import Settings
+from flashsale_ml.lineage import code_version
+
+log = logging.getLogger(__name__)
+
+TAG_PREFIX = "flashsale."
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the configured store and make sure the experiment exists.
+
+    Returns:
+        The experiment id.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    if experiment is not None:
+        mlflow.set_experiment(experiment_id=experiment.experiment_id)
+        return experiment.experiment_id
+    # A local (non-server) store needs an explicit artifact root, or MLflow would write to
+    # ./mlruns of whatever folder the worker happens to run in.
+    artifact_location = (
+        None if settings.tracking_uri.startswith("http") else settings.mlflow_artifact_root
+    )
+    try:
+        experiment_id = client.create_experiment(
+            settings.mlflow_experiment,
+            artifact_location=artifact_location,
+            tags={"project": "flashsale-ml"},
+        )
+    except mlflow.exceptions.MlflowException:
+        # Another task created it between our lookup and create: use theirs.
+        experiment_id = client.get_experiment_by_name(settings.mlflow_experiment).experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def lineage_tags(settings: Settings, **extra: str | None) -> dict[str, str]:
+    tags = {
+        f"{TAG_PREFIX}code_version": code_version(),
+        f"{TAG_PREFIX}config_hash": settings.config_hash(),
+    }
+    tags.update({f"{TAG_PREFIX}{k}": str(v) for k, v in extra.items() if v is not None})
+    return tags
+
+
+def start_pipeline_run(settings: Settings, name: str, tags: Mapping[str, str] | None = None) -> str:
+    """Create the parent run that groups one pipeline execution's step runs; returns its id."""
+    import mlflow
+
+    configure(settings)
+    client = mlflow.MlflowClient()
+    experiment_id = client.get_experiment_by_name(settings.mlflow_experiment).experiment_id
+    run = client.create_run(
+        experiment_id,
+        run_name=name,
+        tags={**lineage_tags(settings), **(tags or {}), f"{TAG_PREFIX}kind": "pipeline"},
+    )
+    client.log_dict(run.info.run_id, settings.public_dict(), "config/settings.json")
+    client.set_terminated(run.info.run_id, "RUNNING")
+    return run.info.run_id
+
+
+def finish_pipeline_run(settings: Settings, run_id: str, status: str = "FINISHED") -> None:
+    import mlflow
+
+    configure(settings)
+    mlflow.MlflowClient().set_terminated(run_id, status)
+
+
+@contextlib.contextmanager
+def step_run(
+    settings: Settings,
+    name: str,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[Any]:
+    """A run for one pipeline step, nested under the pipeline run when one is given."""
+    import mlflow
+
+    configure(settings)
+    all_tags = {**lineage_tags(settings), **(tags or {}), f"{TAG_PREFIX}step": name}
+    with mlflow.start_run(
+        run_name=name, parent_run_id=parent_run_id, tags=all_tags, nested=parent_run_id is not None
+    ) as run:
+        yield run
+
+
+def log_metrics_batch(
+    run_id: str,
+    metrics: Mapping[str, float],
+    step: int = 0,
+    history: Mapping[str, list[float]] | None = None,
+) -> None:
+    """Log scalar metrics and per-step histories in batches of 1000 (one HTTP call each).
+
+    One ``log_metric`` call per value costs a round trip each; against a remote server
+    1000 values took 90 s one by one and 4 s batched.
+    """
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    entries = [Metric(k, float(v), now, step) for k, v in metrics.items() if v == v]
+    for key, values in (history or {}).items():
+        entries += [Metric(key, float(v), now, i) for i, v in enumerate(values)]
+    client = mlflow.MlflowClient()
+    for start in range(0, len(entries), 1000):
+        client.log_batch(run_id, metrics=entries[start : start + 1000])
+
+
+def log_params_flat(run_id: str, params: Mapping[str, Any], prefix: str = "") -> None:
+    """Log nested params flattened with dots, in one batch (values truncated to MLflow's limit)."""
+    import mlflow
+    from mlflow.entities import Param
+
+    flat: dict[str, str] = {}
+
+    def walk(obj: Any, key: str) -> None:
+        if isinstance(obj, Mapping):
+            for k, v in obj.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        else:
+            flat[key] = obj if isinstance(obj, str) else json.dumps(obj, default=str)
+
+    walk(params, prefix)
+    entries = [Param(k, v[:6000]) for k, v in flat.items()]
+    client = mlflow.MlflowClient()
+    for start in range(0, len(entries), 100):
+        client.log_batch(run_id, params=entries[start : start + 100])

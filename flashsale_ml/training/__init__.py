@@ -1,0 +1,1 @@
+"""Model training: LightGBM (and, later, distributed PyTorch) propensity models."""

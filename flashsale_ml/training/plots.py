@@ -1,0 +1,84 @@
+"""Figures people would rather look at than read: ROC, PR, calibration, importance, loss."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def _figure(title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless workers
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=110)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def roc_figure(y_true: ArrayLike, y_prob: ArrayLike, label: str = "model"):
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(y_true, y_prob)
+    fig, ax = _figure("ROC curve (test window)")
+    ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y_true, y_prob):.3f})")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def pr_figure(y_true: ArrayLike, y_prob: ArrayLike, label: str = "model"):
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    precision, recall, _ = precision_recall_curve(y_true, y_prob)
+    fig, ax = _figure("Precision-recall curve (test window)")
+    ax.plot(recall, precision, label=f"{label} (AP {average_precision_score(y_true, y_prob):.3f})")
+    ax.axhline(float(np.mean(y_true)), ls="--", color="grey", label="base rate")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def calibration_figure(y_true: ArrayLike, y_prob: ArrayLike, bins: int = 15):
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(y_prob, dtype=float)
+    order = np.argsort(p)
+    chunks = [c for c in np.array_split(order, bins) if len(c)]
+    mean_p = [p[c].mean() for c in chunks]
+    mean_y = [y[c].mean() for c in chunks]
+    fig, ax = _figure("Calibration (equal-mass bins)")
+    hi = max(max(mean_p), max(mean_y)) * 1.05
+    ax.plot([0, hi], [0, hi], "--", color="grey", label="perfect")
+    ax.plot(mean_p, mean_y, "o-", label="model")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed purchase rate")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def importance_figure(names: Sequence[str], gains: ArrayLike, top: int = 25):
+    gains = np.asarray(gains, dtype=float)
+    order = np.argsort(gains)[-top:]
+    fig, ax = _figure("Feature importance (total gain)")
+    fig.set_size_inches(6.5, max(3.0, 0.28 * len(order) + 1))
+    ax.barh([names[i] for i in order], gains[order])
+    ax.set_xlabel("total gain")
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(history: Mapping[str, Sequence[float]], title: str, ylabel: str):
+    fig, ax = _figure(title)
+    for name, values in history.items():
+        ax.plot(range(1, len(values) + 1), values, label=name)
+    ax.set_xlabel("iteration / epoch")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    return fig

@@ -1,0 +1,9 @@
+"""Data validation: nothing downstream runs on data that breaks the contract."""
+
+from flashsale_ml.validation.report import (
+    DataValidationError,
+    ValidationReport,
+    validate_snapshot,
+)
+
+__all__ = ["DataValidationError", "ValidationReport", "validate_snapshot"]

@@ -1,0 +1,167 @@
+"""The training DAG end to end: a real Airflow metadata DB (SQLite), a real ``mlflow server``
+process (SQLite backend, artifacts in S3) and the data lake in S3, all over HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flashsale_ml.devstack import MlflowServer, S3Server
+from tests.airflow_env import airflow_cli, airflow_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DAG_ID = "flashsale_training_pipeline"
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    work = tmp_path_factory.mktemp("e2e")
+    bucket = f"e2e-{uuid.uuid4().hex[:8]}"
+    s3_server.create_bucket(bucket)
+    s3_env = s3_server.client_env()
+    with MlflowServer(work, work / "mlflow.db", f"s3://{bucket}/mlflow", env=s3_env) as server:
+        env = airflow_env(
+            work / "airflow",
+            {
+                **s3_env,
+                "FLASHSALE_STORAGE_ROOT": f"s3://{bucket}/lake",
+                "FLASHSALE_MLFLOW_TRACKING_URI": server.url,
+                "FLASHSALE_HOME": str(work / "home"),
+            },
+        )
+        migrate = airflow_cli(["db", "migrate"], env)
+        assert migrate.returncode == 0, migrate.stderr[-4000:]
+        conf = json.dumps({"users": 1_500, "days": 21})
+        test = airflow_cli(["dags", "test", DAG_ID, "-c", conf], env)
+        (work / "dags_test.log").write_text(test.stdout + test.stderr)
+        assert test.returncode == 0, test.stderr[-6000:]
+        runs = json.loads(
+            airflow_cli(["dags", "list-runs", DAG_ID, "-o", "json"], env)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        run_id = runs[0]["run_id"]
+        states = json.loads(
+            airflow_cli(["tasks", "states-for-dag-run", DAG_ID, run_id, "-o", "json"], env)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        yield {
+            "server": server,
+            "bucket": bucket,
+            "runs": runs,
+            "states": states,
+            "log": work / "dags_test.log",
+            "s3": s3_server,
+        }
+
+
+def test_dag_run_succeeded_with_every_task(pipeline_run: dict) -> None:
+    assert pipeline_run["runs"][0]["state"] == "success", pipeline_run["log"].read_text()[-5000:]
+    states = {s["task_id"]: s["state"] for s in pipeline_run["states"]}
+    assert states == {
+        t: "success"
+        for t in (
+            "start_pipeline",
+            "generate_data",
+            "validate_data",
+            "build_features",
+            "train_propensity",
+            "register_model",
+            "finish_pipeline",
+        )
+    }
+
+
+def test_registered_model_has_lineage_and_sane_metrics(
+    pipeline_run: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    for key, value in pipeline_run["s3"].client_env().items():
+        monkeypatch.setenv(key, value)
+    mlflow.set_tracking_uri(pipeline_run["server"].url)
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias("flashsale-propensity", "champion")
+    challenger = client.get_model_version_by_alias("flashsale-propensity", "challenger")
+    assert champion.version == challenger.version == "1"
+    for tag in (
+        "data_snapshot_id",
+        "feature_snapshot_uri",
+        "code_version",
+        "config_hash",
+        "training_run_id",
+    ):
+        assert champion.tags.get(f"flashsale.{tag}"), f"version lacks lineage tag {tag}"
+
+    run = client.get_run(champion.run_id)
+    metrics = run.data.metrics
+    assert 0.6 < metrics["test_auc"] <= 1.0
+    assert 0.0 < metrics["test_pr_auc"] <= 1.0
+    assert 0.0 <= metrics["test_ece"] < 0.25
+    assert metrics["test_n"] > 100
+    assert run.data.tags["flashsale.feature_snapshot_uri"].startswith(
+        f"s3://{pipeline_run['bucket']}/lake/datasets/features-propensity/"
+    )
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {
+        "plots/roc_test.png",
+        "plots/calibration_test.png",
+        "plots/feature_importance.png",
+    } <= artifacts
+
+    parent_id = run.data.tags["mlflow.parentRunId"]
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+    assert {c.data.tags["flashsale.step"] for c in children} == {
+        "generate_data",
+        "validate_data",
+        "build_features",
+        "train_propensity_lgbm",
+    }
+
+    # Scoring code loads by alias only; the model lives in S3 behind the server.
+    model = mlflow.pyfunc.load_model("models:/flashsale-propensity@champion")
+    example = (
+        model.metadata.load_input_example(model.metadata.artifact_path)
+        if hasattr(model.metadata, "load_input_example")
+        else None
+    )
+    from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.training.propensity_lgbm import encode_features
+
+    with Snapshot(run.data.tags["flashsale.feature_snapshot_uri"]) as snap:
+        frame = snap.read_pandas("propensity")
+    scores = model.predict(encode_features(frame.head(200)))
+    assert len(scores) == 200 and ((scores >= 0) & (scores <= 1)).all()
+    del example
+
+
+def test_artifacts_and_data_live_in_s3(pipeline_run: dict) -> None:
+    import boto3
+
+    env = pipeline_run["s3"].client_env()
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=pipeline_run["bucket"])
+        for o in page.get("Contents", [])
+    ]
+    assert any(k.startswith("mlflow/") and k.endswith("MLmodel") for k in keys)
+    assert any(k.startswith("lake/datasets/raw/") and k.endswith("_manifest.json") for k in keys)
+    assert any(k.startswith("lake/validation/raw/") for k in keys)
+    assert not any("/.staging-" in k for k in keys)
+    assert Path(pipeline_run["log"]).exists()

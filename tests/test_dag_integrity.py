@@ -1,0 +1,90 @@
+"""Every DAG file imports cleanly, fast, without heavy libraries, and has the expected shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.airflow_env import DAGS_FOLDER, airflow_env, run_python
+
+HEAVY_MODULES = (
+    "mlflow",
+    "lightgbm",
+    "torch",
+    "great_expectations",
+    "duckdb",
+    "sklearn",
+    "flashsale_ml.training",
+    "flashsale_ml.simulation",
+)
+
+
+@pytest.fixture(scope="module")
+def dagbag_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    home = tmp_path_factory.mktemp("airflow-home")
+    return run_python(
+        f"""
+        import json, sys, time
+        from airflow.dag_processing.dagbag import DagBag
+        started = time.perf_counter()
+        bag = DagBag(dag_folder={str(DAGS_FOLDER)!r})
+        seconds = time.perf_counter() - started
+        dags = {{}}
+        for dag_id, dag in bag.dags.items():
+            dags[dag_id] = {{
+                "tasks": {{t.task_id: {{"upstream": sorted(t.upstream_task_ids),
+                                        "retries": t.retries,
+                                        "is_teardown": t.is_teardown,
+                                        "trigger_rule": str(t.trigger_rule)}}
+                          for t in dag.tasks}},
+                "tags": sorted(dag.tags),
+                "catchup": dag.catchup,
+                "doc_md": bool(dag.doc_md),
+                "start_date_tz": str(dag.start_date.tzinfo) if dag.start_date else None,
+                "params": sorted(dag.params.keys()),
+            }}
+        heavy = sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)
+        print(json.dumps({{"errors": {{k: str(v) for k, v in bag.import_errors.items()}},
+                          "dags": dags, "seconds": seconds, "heavy": heavy}}))
+        """,
+        airflow_env(home),
+    )
+
+
+def test_no_import_errors(dagbag_report: dict) -> None:
+    assert dagbag_report["errors"] == {}
+    dag_files = {p.stem for p in Path(DAGS_FOLDER).glob("*.py") if not p.name.startswith("_")}
+    assert dag_files, "no DAG files found"
+    assert len(dagbag_report["dags"]) >= len(dag_files)
+
+
+def test_parsing_imports_nothing_heavy(dagbag_report: dict) -> None:
+    assert dagbag_report["heavy"] == []
+
+
+def test_training_pipeline_graph(dagbag_report: dict) -> None:
+    dag = dagbag_report["dags"]["flashsale_training_pipeline"]
+    upstream = {task: info["upstream"] for task, info in dag["tasks"].items()}
+    assert upstream == {
+        "start_pipeline": [],
+        "generate_data": ["start_pipeline"],
+        "validate_data": ["generate_data", "start_pipeline"],
+        "build_features": ["generate_data", "start_pipeline", "validate_data"],
+        "train_propensity": ["build_features", "start_pipeline"],
+        "register_model": ["train_propensity"],
+        "finish_pipeline": ["register_model", "start_pipeline"],
+    }
+    # A teardown runs after failures too but does not decide the DAG run's state.
+    assert dag["tasks"]["finish_pipeline"]["is_teardown"] is True
+    assert dag["params"] == ["days", "users"]
+
+
+def test_every_dag_follows_conventions(dagbag_report: dict) -> None:
+    for dag_id, dag in dagbag_report["dags"].items():
+        assert dag["catchup"] is False, dag_id
+        assert dag["doc_md"], f"{dag_id} has no doc_md"
+        assert "flashsale" in dag["tags"], dag_id
+        assert dag["start_date_tz"] in {"UTC", "Timezone('UTC')"}, dag_id
+        work_tasks = {t: i for t, i in dag["tasks"].items() if t != "finish_pipeline"}
+        assert all(info["retries"] >= 1 for info in work_tasks.values()), dag_id
