@@ -202,12 +202,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         aliases = ", ".join(newest.aliases) or "none"
     seconds = time.perf_counter() - started
     experiment_id = training.info.experiment_id
-    metrics, nan = training.data.metrics, float("nan")
+    auc = training.data.metrics.get("test_auc", float("nan"))
+    ece = training.data.metrics.get("test_ece", float("nan"))
     print(f"""
 Done in {seconds:.0f} s.
   Data lake:         {settings.lake_uri}
   Training run:      {newest.run_id}
-                     test AUC {metrics.get("test_auc", nan):.3f}, ECE {metrics.get("test_ece", nan):.3f}
+                     test AUC {auc:.3f}, ECE {ece:.3f}
   Registered model:  {name} version {newest.version} (aliases: {aliases})
   MLflow store:      {home / "mlflow.db"} + {home / "mlartifacts"}
 
