@@ -110,36 +110,57 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
             count(*) FILTER (WHERE event_type = 'purchase'
                              AND ts >= $as_of - INTERVAL 30 DAY) AS purchases_30d,
             count(*) FILTER (WHERE event_type = 'purchase') AS purchases_all,
-            coalesce(sum(price) FILTER (WHERE event_type = 'purchase'), 0) AS revenue_all,
+            -- decimal sums are exact, so the value cannot depend on scan order
+            coalesce(sum(price::DECIMAL(18, 2)) FILTER (WHERE event_type = 'purchase'), 0)
+                ::DOUBLE AS revenue_all,
             count(DISTINCT session_id) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY)
                 AS sessions_30d,
             count(DISTINCT item_id) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY)
                 AS distinct_items_30d,
             count(DISTINCT category) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY)
                 AS distinct_categories_30d,
-            avg(CASE WHEN price < list_price THEN 1.0 ELSE 0.0 END)
-                FILTER (WHERE event_type = 'purchase') AS discount_purchase_share,
-            date_diff('second', max(ts), $as_of) / 86400.0 AS days_since_last_event,
-            date_diff('second', max(ts) FILTER (WHERE event_type = 'purchase'), $as_of)
-                / 86400.0 AS days_since_last_purchase,
-            mode(hour(ts)) AS preferred_hour,
-            any_value(device_id) AS device_id,
-            any_value(ip_hash) AS ip_hash
+            count(*) FILTER (WHERE event_type = 'purchase' AND price < list_price)::DOUBLE
+                / nullif(count(*) FILTER (WHERE event_type = 'purchase'), 0)
+                AS discount_purchase_share,
+            -- epoch arithmetic, not date_diff (which counts boundaries: 1 us -> 1 s)
+            (epoch_us($as_of::TIMESTAMPTZ) - epoch_us(max(ts))) / 86400e6
+                AS days_since_last_event,
+            (epoch_us($as_of::TIMESTAMPTZ)
+                - epoch_us(max(ts) FILTER (WHERE event_type = 'purchase'))) / 86400e6
+                AS days_since_last_purchase
         FROM hist GROUP BY user_id
     ),
-    cat_share AS (
-        SELECT h.user_id, sum(sc.share * 1.0) / count(*) * (SELECT count(*) FROM sale_cats)
-            AS sale_category_affinity
-        FROM hist h JOIN sale_cats sc USING (category)
-        GROUP BY h.user_id
+    hours AS (
+        SELECT user_id, hour(ts) AS h, count(*) AS n FROM hist GROUP BY ALL
     ),
-    device_sharing AS (
-        SELECT device_id, count(DISTINCT user_id) AS accounts_per_device
+    preferred AS (  -- most active hour; ties go to the earliest hour, never to chance
+        SELECT user_id, arg_max(h, n * 24 + (23 - h)) AS preferred_hour
+        FROM hours GROUP BY user_id
+    ),
+    user_categories AS (
+        SELECT user_id, category, count(*) AS n FROM hist GROUP BY ALL
+    ),
+    cat_share AS (  -- how much of the user's browsing falls in the sale's categories
+        SELECT uc.user_id,
+            round(sum(uc.n * coalesce(sc.share, 0)) / sum(uc.n)
+                  * (SELECT count(*) FROM sale_cats), 9) AS sale_category_affinity
+        FROM user_categories uc LEFT JOIN sale_cats sc USING (category)
+        GROUP BY uc.user_id
+    ),
+    device_accounts AS (
+        SELECT device_id, count(DISTINCT user_id) AS n
         FROM events WHERE ts < $as_of GROUP BY device_id
     ),
-    ip_sharing AS (
-        SELECT ip_hash, count(DISTINCT user_id) AS accounts_per_ip
+    ip_accounts AS (
+        SELECT ip_hash, count(DISTINCT user_id) AS n
         FROM events WHERE ts < $as_of GROUP BY ip_hash
+    ),
+    sharing AS (  -- the most shared device / IP the user has been seen on
+        SELECT d.user_id, max(da.n) AS accounts_per_device, max(ia.n) AS accounts_per_ip
+        FROM (SELECT DISTINCT user_id, device_id, ip_hash FROM hist) d
+        JOIN device_accounts da USING (device_id)
+        JOIN ip_accounts ia USING (ip_hash)
+        GROUP BY d.user_id
     ),
     past_sales AS (
         SELECT o.user_id,
@@ -177,13 +198,13 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         ag.discount_purchase_share,
         ag.days_since_last_event,
         ag.days_since_last_purchase,
-        date_diff('second', u.signup_ts, $as_of) / 86400.0 AS account_age_days,
-        coalesce(ds.accounts_per_device, 1) AS accounts_per_device,
-        coalesce(ips.accounts_per_ip, 1) AS accounts_per_ip,
+        (epoch_us($as_of::TIMESTAMPTZ) - epoch_us(u.signup_ts)) / 86400e6 AS account_age_days,
+        coalesce(sh.accounts_per_device, 1) AS accounts_per_device,
+        coalesce(sh.accounts_per_ip, 1) AS accounts_per_ip,
         coalesce(ps.past_sale_purchases, 0) AS past_sale_purchases,
         coalesce(ps.past_sale_treated_purchases, 0) AS past_sale_treated_purchases,
         coalesce(ps.past_sale_control_purchases, 0) AS past_sale_control_purchases,
-        ag.preferred_hour,
+        pf.preferred_hour,
         coalesce(cs.sale_category_affinity, 0.0) AS sale_category_affinity,
         u.region, u.device_type, p.arm,
         hour($as_of::TIMESTAMPTZ) AS sale_hour,
@@ -195,8 +216,8 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
     JOIN users u USING (user_id)
     LEFT JOIN agg ag USING (user_id)
     LEFT JOIN cat_share cs USING (user_id)
-    LEFT JOIN device_sharing ds ON ds.device_id = ag.device_id
-    LEFT JOIN ip_sharing ips ON ips.ip_hash = ag.ip_hash
+    LEFT JOIN preferred pf USING (user_id)
+    LEFT JOIN sharing sh USING (user_id)
     LEFT JOIN past_sales ps USING (user_id)
     LEFT JOIN label l USING (user_id)
     ORDER BY p.user_id

@@ -214,7 +214,8 @@ def baseline_sessions(
         price=np.concatenate([price[s] for s in sel]),
         channel=np.concatenate([s_channel[ev_sess][s] for s in sel]),
     )
-    keep = events.t < config.horizon_seconds
+    # A session that starts just before churn (or the horizon's end) is cut off there.
+    keep = (events.t < config.horizon_seconds) & (events.t < users.churn_offset[events.user])
     events = Events(**{k_: v[keep] for k_, v in events.__dict__.items()})
     purchases = events.kind == PURCHASE
     orders = _order_lines(users, items, events, purchases, -1, rng)
@@ -263,7 +264,7 @@ def flash_sale(
     """Assign arms, simulate visits and purchases, then resolve limited stock by arrival time."""
     start, end = campaign.start_offset, campaign.end_offset
     duration = end - start
-    eligible = np.flatnonzero((users.signup_offset < start) & (users.churn_offset > start))
+    eligible = np.flatnonzero((users.signup_offset < start) & (users.churn_offset > end))
     n = len(eligible)
     n_arms = 1 + len(PROMO_TYPES)
     arm = np.where(rng.random(n) < campaign.holdout_share, ARM_CONTROL, rng.integers(1, n_arms, n))
