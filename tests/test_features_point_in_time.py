@@ -209,7 +209,8 @@ def test_simulated_world_features_ignore_future_events(small_world, tmp_path: Pa
         con = connect(files)
         cutoff = Cutoff(
             *con.execute(
-                "SELECT campaign_id, start_ts, end_ts FROM campaigns ORDER BY start_ts LIMIT 1 OFFSET 1"
+                "SELECT campaign_id, start_ts, end_ts FROM campaigns "
+                "ORDER BY start_ts LIMIT 1 OFFSET 1"
             ).fetchall()[0]
         )
         before = propensity_features(con, cutoff)

@@ -1,4 +1,4 @@
-"""The simulator: deterministic, contract-conformant, and its ground truth has the intended shape."""
+"""The simulator: deterministic, contract-conformant, with ground truth of the intended shape."""
 
 from __future__ import annotations
 
