@@ -18,7 +18,9 @@ TS = pa.timestamp("us", tz="UTC")
 
 EVENT_TYPES = ("view", "add_to_cart", "purchase")
 CHANNELS = ("web", "app", "email", "push")
-DEVICE_TYPES = ("mobile", "desktop", "tablet", "app")
+DEVICE_TYPES = ("mobile", "desktop", "tablet", "app", "unknown")
+# Regions of the simulated shop; real data keeps its own (e.g. a country), so the contract only
+# requires a non-empty string.
 REGIONS = ("north", "south", "east", "west", "central", "abroad")
 PROMO_TYPES = ("pct_discount", "gift_with_purchase", "timed_coupon")
 CONTROL_ARM = "control"
@@ -73,7 +75,7 @@ USERS = TableContract(
     columns=_cols(
         Column("user_id", pa.int64(), description="keyed hash of the raw account id"),
         Column("signup_ts", TS),
-        Column("region", pa.string(), allowed=REGIONS),
+        Column("region", pa.string(), description="sales region or country"),
         Column("device_type", pa.string(), allowed=DEVICE_TYPES),
     ),
 )
@@ -87,8 +89,14 @@ ITEMS = TableContract(
         Column("category", pa.string()),
         Column("brand", pa.string()),
         Column("list_price", pa.float64(), min_value=0.01),
-        Column("cost", pa.float64(), min_value=0.0),
-        Column("stock_on_hand", pa.int64(), min_value=0),
+        Column(
+            "cost",
+            pa.float64(),
+            nullable=True,
+            min_value=0.0,
+            description="unit cost; null where the source does not know it",
+        ),
+        Column("stock_on_hand", pa.int64(), nullable=True, min_value=0),
         Column("title", pa.string()),
     ),
 )
@@ -154,7 +162,11 @@ ASSIGNMENTS = TableContract(
     columns=_cols(
         Column("campaign_id", pa.string()),
         Column("user_id", pa.int64()),
-        Column("arm", pa.string(), allowed=(CONTROL_ARM, *PROMO_TYPES)),
+        Column(
+            "arm",
+            pa.string(),
+            description="'control' or one of the campaign's promo_types (checked across tables)",
+        ),
         Column("assigned_ts", TS),
     ),
 )
@@ -171,8 +183,62 @@ TRAFFIC = TableContract(
     ),
 )
 
+CAMPAIGN_OUTCOMES = TableContract(
+    name="campaign_outcomes",
+    description="Per-user outcomes of a campaign over its evaluation window (e.g. Hillstrom's "
+    "two weeks); what effect evaluation compares between arms.",
+    primary_key=("campaign_id", "user_id"),
+    foreign_keys={"campaign_id": "campaigns.campaign_id", "user_id": "users.user_id"},
+    columns=_cols(
+        Column("campaign_id", pa.string()),
+        Column("user_id", pa.int64()),
+        Column("visit", pa.int64(), min_value=0),
+        Column("conversion", pa.int64(), min_value=0),
+        Column("spend", pa.float64(), min_value=0.0),
+    ),
+)
+
+SHOPPER_SESSIONS = TableContract(
+    name="shopper_sessions",
+    description="One web session with page-type counts and durations (UCI Online Shoppers "
+    "Purchasing Intention); label: did the session buy.",
+    primary_key=("session_id",),
+    columns=_cols(
+        Column("session_id", pa.int64()),
+        Column("month", pa.int64(), min_value=1, description="1-12; the source has no year"),
+        Column("administrative", pa.int64(), min_value=0),
+        Column("administrative_duration", pa.float64(), min_value=0.0),
+        Column("informational", pa.int64(), min_value=0),
+        Column("informational_duration", pa.float64(), min_value=0.0),
+        Column("product_related", pa.int64(), min_value=0),
+        Column("product_related_duration", pa.float64(), min_value=0.0),
+        Column("bounce_rates", pa.float64(), min_value=0.0),
+        Column("exit_rates", pa.float64(), min_value=0.0),
+        Column("page_values", pa.float64(), min_value=0.0),
+        Column("special_day", pa.float64(), min_value=0.0),
+        Column("operating_systems", pa.int64()),
+        Column("browser", pa.int64()),
+        Column("region", pa.int64()),
+        Column("traffic_type", pa.int64()),
+        Column("visitor_type", pa.string(), allowed=("Returning_Visitor", "New_Visitor", "Other")),
+        Column("weekend", pa.bool_()),
+        Column("revenue", pa.bool_()),
+    ),
+)
+
 CONTRACT: dict[str, TableContract] = {
-    t.name: t for t in (USERS, ITEMS, EVENTS, ORDERS, CAMPAIGNS, ASSIGNMENTS, TRAFFIC)
+    t.name: t
+    for t in (
+        USERS,
+        ITEMS,
+        EVENTS,
+        ORDERS,
+        CAMPAIGNS,
+        ASSIGNMENTS,
+        TRAFFIC,
+        CAMPAIGN_OUTCOMES,
+        SHOPPER_SESSIONS,
+    )
 }
 
 
@@ -234,6 +300,11 @@ def check_schema(table: str, schema: pa.Schema) -> list[str]:
     if extra:
         problems.append(f"table {table!r}: columns not in the contract: {extra}")
     return problems
+
+
+def stable_ids(values: Iterable[str | int], namespace: str) -> np.ndarray:
+    """Deterministic int64 ids for non-personal keys (e.g. a retailer's stock codes)."""
+    return pseudonymize(values, key=f"flashsale-namespace:{namespace}")
 
 
 def pseudonymize(raw_ids: Iterable[str | int], key: str) -> np.ndarray:

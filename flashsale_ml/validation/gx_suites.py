@@ -61,6 +61,11 @@ class TableValidation:
         return not self.failures
 
 
+def available_suites(directory: Path | None = None) -> list[str]:
+    """Table names that have a suite file."""
+    return sorted(p.stem for p in (directory or expectations_dir()).glob("*.json"))
+
+
 def load_suite_json(table: str, directory: Path | None = None) -> dict[str, Any]:
     path = (directory or expectations_dir()) / f"{table}.json"
     try:
