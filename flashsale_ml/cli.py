@@ -77,6 +77,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from flashsale_ml.config import get_settings
+    from flashsale_ml.loaders import ingest
+    from flashsale_ml.storage import open_store
+
+    settings = get_settings()
+    uri = ingest(
+        args.dataset,
+        Path(args.path),
+        open_store(args.out or settings.lake_uri),
+        pseudonym_key=settings.pseudonym_key,
+    )
+    _print({"snapshot_uri": uri})
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from flashsale_ml.validation import DataValidationError, validate_snapshot
 
@@ -232,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="default: FLASHSALE_SEED")
     p.add_argument("--out", help="lake URI (default: FLASHSALE_STORAGE_ROOT)")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("ingest", help="convert a real public dataset into the contract")
+    p.add_argument(
+        "--dataset", required=True, choices=["hillstrom", "online-retail", "online-shoppers"]
+    )
+    p.add_argument("--path", required=True, help="the source file (csv or parquet)")
+    p.add_argument("--out", help="lake URI (default: FLASHSALE_STORAGE_ROOT)")
+    p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("validate", help="validate a snapshot against expectations/")
     p.add_argument("--data", required=True, help="snapshot URI")

@@ -242,6 +242,10 @@ CONTRACT: dict[str, TableContract] = {
 }
 
 
+# The tables of a complete shop snapshot (what the simulator writes and the pipeline reads).
+SHOP_TABLES = ("users", "items", "events", "orders", "campaigns", "assignments", "traffic")
+
+
 def contract_for(table: str) -> TableContract:
     try:
         return CONTRACT[table]

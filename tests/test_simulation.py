@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from flashsale_ml.contract import CONTRACT, check_schema
+from flashsale_ml.contract import SHOP_TABLES, check_schema
 from flashsale_ml.datasets import Snapshot
 from flashsale_ml.simulation import SimulationConfig, simulate
 from flashsale_ml.storage import open_store
@@ -44,7 +44,7 @@ def test_output_conforms_to_the_contract(small_world) -> None:
     from flashsale_ml.validation import validate_snapshot
 
     with Snapshot(small_world.raw_uri) as snap:
-        assert set(snap.tables) == set(CONTRACT)
+        assert set(snap.tables) == set(SHOP_TABLES)
         for table in snap.tables:
             actual = snap.read_table(table).schema
             assert check_schema(table, actual) == [], table

@@ -197,7 +197,7 @@ def make_users(config: SimulationConfig) -> Users:
         signup_offset=signup.astype(np.int64),
         churn_offset=churn.astype(np.int64),
         region=rng.choice(len(REGIONS), n, p=[0.22, 0.2, 0.18, 0.18, 0.17, 0.05]),
-        device_type=rng.choice(len(DEVICE_TYPES), n, p=[0.45, 0.3, 0.07, 0.18]),
+        device_type=rng.choice(len(DEVICE_TYPES), n, p=[0.45, 0.3, 0.07, 0.18, 0.0]),
         activity=activity,
         price_sensitivity=rng.beta(2.0, 2.0, n),
         affinity=affinity,
