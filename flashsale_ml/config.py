@@ -53,6 +53,20 @@ class Settings(BaseSettings):
     sim_days: int = Field(default=28, ge=7)
     sim_items: int | None = Field(default=None, ge=10)
 
+    # Validation: which engine runs the suites, and the thresholds of the cross-table checks.
+    validation_gx_max_rows: int = Field(
+        default=2_000_000,
+        ge=0,
+        description="Tables up to this many rows run through GX's pandas engine (and appear in "
+        "Data Docs); larger ones are evaluated in DuckDB from the same suites.",
+    )
+    validation_freshness_lag_hours: float = Field(default=24.0, gt=0)
+    validation_srm_alpha: float = Field(default=0.001, gt=0, lt=1)
+    validation_drift_psi_threshold: float = Field(
+        default=0.25, gt=0, description="fail when any key feature's PSI exceeds this"
+    )
+    duckdb_memory_limit: str = "3GB"
+
     # Pseudonymisation key for raw user ids (keyed BLAKE2b); set a secret one in production.
     pseudonym_key: str = Field(default="flashsale-dev-key", repr=False)
 

@@ -75,7 +75,11 @@ def generate_data(
 def validate_data(
     raw_uri: str, parent_run_id: str | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
-    """Validate every table of a raw snapshot; raises on any failed expectation."""
+    """Validate every table of a raw snapshot; raises on any failed expectation or check.
+
+    The report (JSON + HTML) and the GX Data Docs are stored next to the data and logged as
+    artifacts of the step's MLflow run, with their lake URIs as tags.
+    """
     import mlflow
 
     from flashsale_ml.tracking import step_run
@@ -86,15 +90,23 @@ def validate_data(
         settings, "validate_data", parent_run_id, {f"{TAG_PREFIX}raw_uri": raw_uri}
     ) as run:
         try:
-            report = validate_snapshot(raw_uri)
+            report = validate_snapshot(raw_uri, settings=settings)
         except DataValidationError as exc:
             mlflow.set_tag(f"{TAG_PREFIX}validation", "failed")
+            mlflow.set_tag(f"{TAG_PREFIX}validation_report_uri", str(exc.report_uri))
             mlflow.log_text(str(exc), "validation/failures.txt")
+            if exc.local_dir:
+                mlflow.log_artifacts(str(exc.local_dir), "validation")
             raise
         mlflow.set_tag(f"{TAG_PREFIX}validation", "passed")
         mlflow.set_tag(f"{TAG_PREFIX}validation_report_uri", report.report_uri)
+        if report.docs_uri:
+            mlflow.set_tag(f"{TAG_PREFIX}data_docs_uri", report.docs_uri)
+        if report.local_dir:
+            mlflow.log_artifacts(str(report.local_dir), "validation")
+        if report.drift:
+            mlflow.log_metrics({f"psi.{d.feature}": d.psi for d in report.drift})
         summary = report.summary()
-        mlflow.log_dict(summary, "validation/summary.json")
         summary["mlflow_run_id"] = run.info.run_id
     return summary
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -329,6 +330,8 @@ def simulate(
     metadata = {
         "generator": "flashsale_ml.simulation",
         "config": config.model_dump(mode="json", exclude={"pseudonym_key"}),
+        # The simulated extraction time: what freshness checks compare the newest event with.
+        "data_as_of": (config.start + timedelta(days=config.days)).isoformat(),
     }
 
     raw = SnapshotWriter(lake, dataset, metadata=metadata, snapshot_id=snapshot_id)

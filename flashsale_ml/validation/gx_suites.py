@@ -102,57 +102,77 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
+class GxSession:
+    """One ephemeral GX context for a validation run: many tables, one Data Docs site."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self._gx = gx
+        self.directory = directory
+        self.context = gx.get_context(mode="ephemeral")
+        # tqdm bars per expectation flood Airflow task logs; we log one line per table.
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.source = self.context.data_sources.add_pandas("flashsale")
+
+    def validate(self, table: str, frame: pd.DataFrame) -> TableValidation:
+        """Validate one in-memory table against ``expectations/<table>.json``.
+
+        Runs a GX Checkpoint whose UpdateDataDocsAction renders the result into this
+        session's Data Docs site.
+        """
+        gx = self._gx
+        spec = load_suite_json(table, self.directory)
+        suite = self.context.suites.add(gx.ExpectationSuite(**spec))
+        batch = self.source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("whole")
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"validate_{table}", data=batch, suite=suite)
+        )
+        checkpoint = self.context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"checkpoint_{table}",
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+                result_format="SUMMARY",
+            )
+        )
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+        result = next(iter(outcome.run_results.values()))
+        return TableValidation(
+            table,
+            len(frame),
+            len(result.results),
+            [_failure(table, r) for r in result.results if not r.success],
+        )
+
+    def build_docs(self) -> Path:
+        """Render the Data Docs site; returns the local folder holding ``index.html``."""
+        from urllib.parse import unquote, urlparse
+
+        url = self.context.build_data_docs()["local_site"]
+        return Path(unquote(urlparse(url).path)).parent
+
+
+def _failure(table: str, res: Any) -> ExpectationFailure:
+    kwargs = {k: v for k, v in res.expectation_config.kwargs.items() if k != "batch_id"}
+    details = res.result or {}
+    rule = (res.expectation_config.meta or {}).get("rule")
+    if not rule and res.exception_info.get("raised_exception"):
+        rule = str(res.exception_info.get("exception_message"))
+    return ExpectationFailure(
+        table=table,
+        expectation=res.expectation_config.type,
+        column=_column_of(kwargs),
+        observed=_jsonable(details.get("observed_value")),
+        unexpected_count=details.get("unexpected_count"),
+        sample=[_jsonable(v) for v in (details.get("partial_unexpected_list") or [])],
+        rule=rule,
+    )
+
+
 def validate_frame(
     table: str, frame: pd.DataFrame, directory: Path | None = None
 ) -> TableValidation:
-    """Validate one in-memory table against ``expectations/<table>.json``.
-
-    Args:
-        table: contract table name; selects the suite.
-        frame: the data.
-        directory: where the suites live (default: the project's ``expectations/``).
-
-    Returns:
-        A :class:`TableValidation`; ``success`` is False when any expectation failed.
-    """
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    spec = load_suite_json(table, directory)
-    context = gx.get_context(mode="ephemeral")
-    # tqdm bars per expectation flood Airflow task logs; our own log line per table suffices.
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suite = context.suites.add(gx.ExpectationSuite(**spec))
-    batch = (
-        context.data_sources.add_pandas(f"{table}_source")
-        .add_dataframe_asset(table)
-        .add_batch_definition_whole_dataframe("whole")
-    )
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"validate_{table}", data=batch, suite=suite)
-    )
-    result = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
-    failures = []
-    for res in result.results:
-        if res.success:
-            continue
-        rule = (res.expectation_config.meta or {}).get("rule")
-        kwargs = {k: v for k, v in res.expectation_config.kwargs.items() if k != "batch_id"}
-        details = res.result or {}
-        failures.append(
-            ExpectationFailure(
-                table=table,
-                expectation=res.expectation_config.type,
-                column=_column_of(kwargs),
-                observed=_jsonable(details.get("observed_value")),
-                unexpected_count=details.get("unexpected_count"),
-                sample=[_jsonable(v) for v in (details.get("partial_unexpected_list") or [])],
-                rule=rule
-                or (
-                    str(res.exception_info.get("exception_message"))
-                    if res.exception_info.get("raised_exception")
-                    else None
-                ),
-            )
-        )
-    return TableValidation(table, len(frame), len(result.results), failures)
+    """Validate one in-memory table with GX (a one-table :class:`GxSession`)."""
+    return GxSession(directory).validate(table, frame)
