@@ -287,23 +287,43 @@ def conform(table: str, data: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=contract.schema)
 
 
-def check_schema(table: str, schema: pa.Schema) -> list[str]:
-    """Differences between ``schema`` and the contract, as readable lines (empty if equal)."""
+def _same_type(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """Equal, treating large_string / large_list (what pandas 3 produces) as their small forms."""
+    if actual.equals(expected):
+        return True
+    if pa.types.is_large_string(actual) and pa.types.is_string(expected):
+        return True
+    if pa.types.is_large_list(actual) and pa.types.is_list(expected):
+        return _same_type(actual.value_type, expected.value_type)
+    if pa.types.is_list(actual) and pa.types.is_list(expected):
+        return _same_type(actual.value_type, expected.value_type)
+    return False
+
+
+def schema_problems(table: str, schema: pa.Schema) -> list[tuple[str | None, str]]:
+    """(column or None, problem) for every difference between ``schema`` and the contract."""
     contract = contract_for(table)
-    problems = []
+    problems: list[tuple[str | None, str]] = []
     have = {f.name: f.type for f in schema}
     for col in contract.columns:
         if col.name not in have:
-            problems.append(f"table {table!r}: column {col.name!r} is missing")
-        elif not have[col.name].equals(col.type):
-            problems.append(
-                f"table {table!r}, column {col.name!r}: type {have[col.name]} but the contract "
-                f"says {col.type}"
-            )
+            problems.append((col.name, "missing"))
+        elif not _same_type(have[col.name], col.type):
+            problems.append((col.name, f"type {have[col.name]} but the contract says {col.type}"))
     extra = sorted(set(have) - set(contract.column_names))
     if extra:
-        problems.append(f"table {table!r}: columns not in the contract: {extra}")
+        problems.append((None, f"columns not in the contract: {extra}"))
     return problems
+
+
+def check_schema(table: str, schema: pa.Schema) -> list[str]:
+    """Differences between ``schema`` and the contract, as readable lines (empty if equal)."""
+    return [
+        f"table {table!r}, column {column!r}: {problem}"
+        if column
+        else f"table {table!r}: {problem}"
+        for column, problem in schema_problems(table, schema)
+    ]
 
 
 def stable_ids(values: Iterable[str | int], namespace: str) -> np.ndarray:

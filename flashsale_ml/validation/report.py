@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flashsale_ml.config import Settings, get_settings
-from flashsale_ml.contract import check_schema
+from flashsale_ml.contract import schema_problems
 from flashsale_ml.datasets import Snapshot
 from flashsale_ml.lineage import code_version, utc_now
 from flashsale_ml.storage import ObjectNotFoundError, ObjectStore, open_store, scratch_dir
@@ -99,8 +99,8 @@ def _schema_failures(snapshot: Snapshot, table: str) -> list[ExpectationFailure]
     if not files:
         return []
     return [
-        ExpectationFailure(table, "schema_matches_contract", None, problem, None)
-        for problem in check_schema(table, pq.read_schema(files[0]))
+        ExpectationFailure(table, "schema_matches_contract", column, problem, None)
+        for column, problem in schema_problems(table, pq.read_schema(files[0]))
     ]
 
 
