@@ -106,12 +106,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
     from flashsale_ml.config import get_settings
-    from flashsale_ml.features import build_propensity_features
+    from flashsale_ml.features import build_features
     from flashsale_ml.storage import open_store
 
-    uri = build_propensity_features(
-        args.data, open_store(args.out or get_settings().lake_uri), as_of=args.as_of
+    uri = build_features(
+        args.data,
+        open_store(args.out or get_settings().lake_uri),
+        as_of=args.as_of,
+        label_window=timedelta(hours=args.label_window_hours),
     )
     _print({"features_uri": uri})
     return 0
@@ -269,7 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--as-of",
         type=_parse_ts,
         default=None,
-        help="only the campaign starting at this UTC timestamp",
+        help="only the campaign starting at this UTC timestamp (required for data without "
+        "campaigns)",
+    )
+    p.add_argument(
+        "--label-window-hours",
+        type=float,
+        default=2.0,
+        help="label window after --as-of when the data has no campaigns",
     )
     p.set_defaults(func=cmd_features)
 

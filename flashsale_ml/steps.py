@@ -114,20 +114,25 @@ def validate_data(
 def build_features(
     raw_uri: str, parent_run_id: str | None = None, settings: Settings | None = None
 ) -> str:
-    """Point-in-time propensity features for every campaign; returns the feature snapshot URI."""
+    """Point-in-time features for every campaign; returns the feature snapshot URI."""
     import mlflow
 
     from flashsale_ml.datasets import Snapshot
-    from flashsale_ml.features import build_propensity_features
+    from flashsale_ml.features import build_features as build_feature_snapshot
     from flashsale_ml.storage import open_store
     from flashsale_ml.tracking import step_run
 
     settings = settings or get_settings()
     with step_run(settings, "build_features", parent_run_id, {f"{TAG_PREFIX}raw_uri": raw_uri}):
-        uri = build_propensity_features(raw_uri, open_store(settings.lake_uri))
+        uri = build_feature_snapshot(raw_uri, open_store(settings.lake_uri))
         with Snapshot(uri) as snapshot:
             mlflow.log_dict(snapshot.manifest.metadata, "features/manifest_metadata.json")
-            mlflow.log_metric("rows", snapshot.manifest.tables["propensity"].rows)
+            mlflow.log_metrics(
+                {
+                    f"rows_{name}": float(entry.rows)
+                    for name, entry in snapshot.manifest.tables.items()
+                }
+            )
         mlflow.set_tag(f"{TAG_PREFIX}feature_snapshot_uri", uri)
     return uri
 

@@ -87,7 +87,7 @@ def test_cli_simulate_validate_features(tmp_path: Path, capsys: pytest.CaptureFi
         )
         == 0
     )
-    assert "features-propensity" in json.loads(capsys.readouterr().out)["features_uri"]
+    assert "features" in json.loads(capsys.readouterr().out)["features_uri"]
 
 
 def test_cli_validate_reports_failures_on_stderr(

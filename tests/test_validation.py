@@ -13,7 +13,7 @@ import pytest
 
 from flashsale_ml.config import Settings
 from flashsale_ml.datasets import Snapshot, SnapshotWriter, list_snapshots
-from flashsale_ml.features import build_propensity_features
+from flashsale_ml.features import build_features
 from flashsale_ml.storage import ObjectStore, open_store
 from flashsale_ml.validation import DataValidationError, validate_snapshot
 from flashsale_ml.validation.drift import psi
@@ -39,7 +39,7 @@ def _write(lake: ObjectStore, frames: Frames, metadata: dict | None = None) -> s
 def _pipeline_until_features(raw_uri: str, lake: ObjectStore, settings: Settings, **kwargs) -> str:
     """What the DAG does: validate, and only then build features."""
     validate_snapshot(raw_uri, settings=settings, **kwargs)
-    return build_propensity_features(raw_uri, lake)
+    return build_features(raw_uri, lake)
 
 
 def _first_sale(frames: Frames) -> pd.Series:
@@ -246,7 +246,7 @@ def test_the_unmodified_snapshot_passes(base_frames: Frames, tmp_path: Path) -> 
         {"data_as_of": "2026-01-26T00:00:00+00:00"},
     )
     assert validate_snapshot(uri, settings=DUCKDB).success
-    assert list_snapshots(lake, "features-propensity") == []
+    assert list_snapshots(lake, "features") == []
     assert _pipeline_until_features(uri, lake, DUCKDB).startswith(lake.uri("datasets/"))
 
 
@@ -286,7 +286,7 @@ def test_bad_input_is_caught_and_nothing_is_written(
     message = str(caught.value)
     assert expectation in message and "table '" in message
     # Nothing downstream, no new drift reference; the report is kept as evidence.
-    assert list_snapshots(lake, "features-propensity") == []
+    assert list_snapshots(lake, "features") == []
     assert not lake.exists("validation/raw/accepted_profile.json")
     assert lake.exists(caught.value.report_uri.removeprefix(lake.uri("")).lstrip("/"))
 
@@ -297,7 +297,7 @@ def test_stale_feed_fails_freshness(base_frames: Frames, tmp_path: Path) -> None
     with pytest.raises(DataValidationError, match=r"freshness failed") as caught:
         _pipeline_until_features(uri, lake, DUCKDB, data_as_of=datetime(2026, 3, 1, tzinfo=UTC))
     assert "table 'events', column 'ts'" in str(caught.value)
-    assert list_snapshots(lake, "features-propensity") == []
+    assert list_snapshots(lake, "features") == []
 
 
 @pytest.mark.parametrize("engine", [GX, DUCKDB], ids=["gx", "duckdb"])

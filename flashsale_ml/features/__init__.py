@@ -1,5 +1,5 @@
 """Point-in-time feature builds (DuckDB over Parquet)."""
 
-from flashsale_ml.features.pipeline import build_propensity_features
+from flashsale_ml.features.pipeline import build_features
 
-__all__ = ["build_propensity_features"]
+__all__ = ["build_features"]

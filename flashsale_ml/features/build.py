@@ -30,15 +30,16 @@ USER_FEATURES = (
     "past_sale_control_purchases", "preferred_hour", "sale_category_affinity",
 )  # fmt: skip
 CATEGORICAL_FEATURES = ("region", "device_type", "arm")
-SALE_FEATURES = ("sale_hour", "sale_weekday", "days_to_payday", "discount_depth")
+SALE_FEATURES = ("sale_hour", "sale_weekday", "days_to_payday", "days_to_holiday", "discount_depth")
 LABEL = "label_purchase"
+REVENUE_LABEL = "label_revenue"
 
 
 @dataclass(frozen=True)
 class Cutoff:
     """One point in time to compute features at, with the population and the label window."""
 
-    campaign_id: str
+    campaign_id: str | None  # None: no campaign, population = all accounts that exist
     as_of: datetime
     label_end: datetime
 
@@ -50,12 +51,41 @@ def connect(
     con = duckdb.connect()
     con.execute(f"SET memory_limit='{memory_limit}'")
     con.execute("SET preserve_insertion_order=false")
+    con.execute("SET enable_progress_bar=false")  # task logs get our per-step lines instead
     if threads:
         con.execute(f"SET threads={int(threads)}")
     for name, files in tables.items():
         paths = ", ".join(f"'{p}'" for p in files)
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{paths}])")
+    _fill_missing_views(con, set(tables))
     return con
+
+
+def _fill_missing_views(con: duckdb.DuckDBPyConnection, present: set[str]) -> None:
+    """Let shops without a clickstream or experiments (e.g. Online Retail) use the same SQL.
+
+    Without ``events``, completed orders stand in as purchase events (no views or carts);
+    without ``campaigns``/``assignments``, empty tables of the contract's shape.
+    """
+    from flashsale_ml.contract import CONTRACT
+
+    if "events" not in present and "orders" in present:
+        con.execute("""
+            CREATE VIEW events AS
+            SELECT order_id AS event_id, user_id, item_id, order_id AS session_id,
+                   'purchase' AS event_type, ts, unit_price AS price, 'web' AS channel,
+                   0::BIGINT AS device_id, 0::BIGINT AS ip_hash
+            FROM orders WHERE status <> 'cancelled'
+        """)
+    for table in ("campaigns", "assignments", "orders"):
+        if table not in present:
+            import pyarrow as pa
+
+            con.register(
+                f"_{table}_empty",
+                pa.table({c.name: pa.array([], c.type) for c in CONTRACT[table].columns}),
+            )
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
 
 
 def cutoffs_from_campaigns(con: duckdb.DuckDBPyConnection) -> list[Cutoff]:
@@ -76,13 +106,23 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         One row per assigned user: ``campaign_id, user_id, as_of``, the features and
         ``label_purchase`` (1 if the user bought anything in the label window).
     """
-    params = {"cid": cutoff.campaign_id, "as_of": cutoff.as_of, "label_end": cutoff.label_end}
+    from flashsale_ml.features.calendar import days_to_next_holiday
+
+    params = {
+        "cid": cutoff.campaign_id,
+        "as_of": cutoff.as_of,
+        "label_end": cutoff.label_end,
+        "holiday": days_to_next_holiday(cutoff.as_of),
+    }
     sql = f"""
-    WITH pop AS (
-        SELECT a.user_id, a.arm FROM assignments a WHERE a.campaign_id = $cid
+    WITH pop AS (  -- the campaign's randomized population, or every account that exists
+        SELECT a.user_id, a.arm FROM assignments a WHERE a.campaign_id = $cid::VARCHAR
+        UNION ALL
+        SELECT user_id, NULL::VARCHAR AS arm FROM users
+        WHERE $cid::VARCHAR IS NULL AND signup_ts < $as_of
     ),
     sale AS (
-        SELECT * FROM campaigns WHERE campaign_id = $cid
+        SELECT * FROM campaigns WHERE campaign_id = $cid::VARCHAR
     ),
     sale_items AS (
         SELECT unnest(item_ids) AS item_id FROM sale
@@ -176,6 +216,11 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
     label AS (
         SELECT DISTINCT user_id FROM events
         WHERE event_type = 'purchase' AND ts >= $as_of AND ts < $label_end
+    ),
+    label_revenue AS (
+        SELECT user_id, sum((unit_price * qty)::DECIMAL(18, 2))::DOUBLE AS revenue
+        FROM orders WHERE ts >= $as_of AND ts < $label_end AND status <> 'cancelled'
+        GROUP BY user_id
     )
     SELECT
         $cid AS campaign_id,
@@ -210,8 +255,10 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         hour($as_of::TIMESTAMPTZ) AS sale_hour,
         isodow($as_of::TIMESTAMPTZ) AS sale_weekday,
         (25 - day($as_of::TIMESTAMPTZ) + 31) % 31 AS days_to_payday,
+        $holiday::DOUBLE AS days_to_holiday,
         (SELECT discount_depth FROM sale) AS discount_depth,
-        (l.user_id IS NOT NULL)::INTEGER AS {LABEL}
+        (l.user_id IS NOT NULL)::INTEGER AS {LABEL},
+        coalesce(lr.revenue, 0.0) AS {REVENUE_LABEL}
     FROM pop p
     JOIN users u USING (user_id)
     LEFT JOIN agg ag USING (user_id)
@@ -220,6 +267,7 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
     LEFT JOIN sharing sh USING (user_id)
     LEFT JOIN past_sales ps USING (user_id)
     LEFT JOIN label l USING (user_id)
+    LEFT JOIN label_revenue lr USING (user_id)
     ORDER BY p.user_id
     """
     return con.sql(sql, params=params).to_arrow_table()

@@ -1,38 +1,62 @@
-"""Build a feature snapshot from a raw snapshot: the I/O edge around :mod:`.build`."""
+"""Build a feature snapshot from a raw snapshot: the I/O edge around the feature SQL.
+
+One ``features`` snapshot holds, per cutoff, the tables ``propensity`` (user rows + purchase
+and revenue labels), ``items`` (SKU rows + demand label), ``user_category`` and ``traffic``
+(per-minute load of the label window). A shop without campaigns (e.g. Online Retail) gets one
+cutoff at ``as_of`` with a ``label_window``; a session table (Online Shoppers) gets ``sessions``.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
+
+import pyarrow as pa
 
 from flashsale_ml.datasets import Snapshot, SnapshotWriter
-from flashsale_ml.features.build import Cutoff, connect, cutoffs_from_campaigns, propensity_features
+from flashsale_ml.features.build import (
+    LABEL,
+    Cutoff,
+    connect,
+    cutoffs_from_campaigns,
+    propensity_features,
+)
+from flashsale_ml.features.groups import item_features, traffic_window, user_category_affinity
 from flashsale_ml.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
-SOURCE_TABLES = ("users", "items", "events", "orders", "campaigns", "assignments")
+FEATURE_DATASET = "features"
+SHOP_SOURCE_TABLES = ("users", "items", "events", "orders", "campaigns", "assignments", "traffic")
 
 
-def build_propensity_features(
+def build_features(
     raw_uri: str,
     lake: ObjectStore,
     as_of: datetime | None = None,
+    label_window: timedelta = timedelta(hours=2),
     memory_limit: str = "4GB",
 ) -> str:
-    """Compute propensity features for every campaign of a raw snapshot (or only the one that
-    starts at ``as_of``) and commit them as one ``features-propensity`` snapshot.
+    """Compute every feature group as of each cutoff and commit one feature snapshot.
+
+    Args:
+        raw_uri: the (validated) raw snapshot.
+        lake: where to write.
+        as_of: only this cutoff. With campaigns it must be a campaign start (the label window
+            is the campaign); without campaigns it is any time, with ``label_window``.
+        label_window: label window length when there is no campaign to define it.
+        memory_limit: DuckDB's memory cap.
 
     Returns:
-        The URI of the committed feature snapshot; one part file per campaign.
+        The URI of the committed ``features`` snapshot.
     """
     with Snapshot(raw_uri) as raw:
-        con = connect({t: raw.local_files(t) for t in SOURCE_TABLES}, memory_limit=memory_limit)
-        cutoffs: list[Cutoff] = cutoffs_from_campaigns(con)
-        if as_of is not None:
-            cutoffs = [c for c in cutoffs if c.as_of == as_of]
-            if not cutoffs:
-                raise ValueError(f"no campaign of {raw_uri} starts at {as_of.isoformat()}")
+        if "shopper_sessions" in raw.tables:
+            return _build_session_features(raw, lake)
+        present = [t for t in SHOP_SOURCE_TABLES if t in raw.tables]
+        con = connect({t: raw.local_files(t) for t in present}, memory_limit=memory_limit)
+        cutoffs = _cutoffs(con, raw_uri, as_of, label_window, has_campaigns="campaigns" in present)
         metadata = {
             "input_snapshot": raw_uri,
             "input_snapshot_id": raw.snapshot_id,
@@ -45,22 +69,79 @@ def build_propensity_features(
                 for c in cutoffs
             ],
         }
-        with SnapshotWriter(lake, "features-propensity", metadata=metadata) as writer:
-            for cutoff in cutoffs:
-                table = propensity_features(con, cutoff)
-                log.info(
-                    "features as of %s (%s): %s rows, positive rate %.4f",
-                    cutoff.as_of.isoformat(),
-                    cutoff.campaign_id,
-                    f"{table.num_rows:,}",
-                    _mean(table, "label_purchase"),
-                )
-                writer.append("propensity", table)
+        groups = [
+            ("propensity", propensity_features),
+            ("items", item_features),
+            ("user_category", user_category_affinity),
+        ]
+        if "traffic" in present:
+            groups.append(("traffic", traffic_window))
+        with SnapshotWriter(lake, FEATURE_DATASET, metadata=metadata) as writer:
+            for n, cutoff in enumerate(cutoffs, start=1):
+                for name, build in groups:
+                    started = time.perf_counter()
+                    table = build(con, cutoff)
+                    writer.append(name, table)
+                    log.info(
+                        "cutoff %d/%d %s (%s): %s %s rows in %.1f s%s",
+                        n,
+                        len(cutoffs),
+                        cutoff.as_of.isoformat(),
+                        cutoff.campaign_id or "no campaign",
+                        f"{table.num_rows:,}",
+                        name,
+                        time.perf_counter() - started,
+                        f", positive rate {_mean(table, LABEL):.4f}"
+                        if name == "propensity"
+                        else "",
+                    )
         con.close()
     return writer.uri
 
 
-def _mean(table, column: str) -> float:
+def _cutoffs(
+    con,
+    raw_uri: str,
+    as_of: datetime | None,
+    label_window: timedelta,
+    has_campaigns: bool,
+) -> list[Cutoff]:
+    if has_campaigns:
+        cutoffs = cutoffs_from_campaigns(con)
+        if as_of is not None:
+            cutoffs = [c for c in cutoffs if c.as_of == as_of]
+            if not cutoffs:
+                raise ValueError(f"no campaign of {raw_uri} starts at {as_of.isoformat()}")
+        return cutoffs
+    if as_of is None:
+        raise ValueError(f"{raw_uri} has no campaigns: pass as_of (and a label_window)")
+    return [Cutoff(None, as_of, as_of + label_window)]
+
+
+def _build_session_features(raw: Snapshot, lake: ObjectStore) -> str:
+    """Online-Shoppers-style sessions: the source columns plus a few ratios."""
+    con = connect({"shopper_sessions": raw.local_files("shopper_sessions")})
+    table = con.sql("""
+        SELECT *,
+            administrative + informational + product_related AS total_pages,
+            administrative_duration + informational_duration + product_related_duration
+                AS total_duration,
+            product_related_duration / nullif(administrative_duration + informational_duration
+                + product_related_duration, 0) AS product_duration_share,
+            (administrative + informational + product_related)
+                / nullif((administrative_duration + informational_duration
+                          + product_related_duration) / 60.0, 0) AS pages_per_minute,
+            (visitor_type = 'Returning_Visitor')::INTEGER AS is_returning
+        FROM shopper_sessions ORDER BY session_id
+    """).to_arrow_table()
+    metadata = {"input_snapshot": raw.uri, "input_snapshot_id": raw.snapshot_id, "cutoffs": []}
+    with SnapshotWriter(lake, FEATURE_DATASET, metadata=metadata) as writer:
+        writer.append("sessions", table)
+    con.close()
+    return writer.uri
+
+
+def _mean(table: pa.Table, column: str) -> float:
     import pyarrow.compute as pc
 
     value = pc.mean(table.column(column)).as_py()

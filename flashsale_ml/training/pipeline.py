@@ -99,7 +99,7 @@ def train_propensity_lgbm_step(
             frame,
             source=features_uri,
             targets=LABEL,
-            name=f"features-propensity@{feature_snapshot_id}",
+            name=f"features@{feature_snapshot_id}",
         )
         mlflow.log_input(dataset, context="training")
 

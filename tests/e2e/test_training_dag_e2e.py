@@ -105,7 +105,7 @@ def test_registered_model_has_lineage_and_sane_metrics(
     assert 0.0 <= metrics["test_ece"] < 0.25
     assert metrics["test_n"] > 100
     assert run.data.tags["flashsale.feature_snapshot_uri"].startswith(
-        f"s3://{pipeline_run['bucket']}/lake/datasets/features-propensity/"
+        f"s3://{pipeline_run['bucket']}/lake/datasets/features/"
     )
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {
@@ -126,6 +126,13 @@ def test_registered_model_has_lineage_and_sane_metrics(
         "build_features",
         "train_propensity_lgbm",
     }
+    validate_run = next(c for c in children if c.data.tags["flashsale.step"] == "validate_data")
+    assert validate_run.data.tags["flashsale.validation"] == "passed"
+    assert validate_run.data.tags["flashsale.data_docs_uri"].startswith(
+        f"s3://{pipeline_run['bucket']}/lake/validation/raw/"
+    )
+    logged = {a.path for a in client.list_artifacts(validate_run.info.run_id, "validation")}
+    assert {"validation/index.html", "validation/report.json", "validation/data_docs"} <= logged
 
     # Scoring code loads by alias only; the model lives in S3 behind the server.
     model = mlflow.pyfunc.load_model("models:/flashsale-propensity@champion")
