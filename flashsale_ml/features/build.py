@@ -95,6 +95,57 @@ def cutoffs_from_campaigns(con: duckdb.DuckDBPyConnection) -> list[Cutoff]:
     return [Cutoff(cid, start, end) for cid, start, end in rows]
 
 
+# UTC hour by epoch arithmetic: hour() on TIMESTAMPTZ converts time zones row by row (ICU),
+# which doubled the cost of the whole user aggregation.
+UTC_HOUR = "((epoch_us(ts) // 3600000000) % 24)"
+HOUR_COUNTS = ", ".join(f"count(*) FILTER (WHERE {UTC_HOUR} = {h})" for h in range(24))
+
+
+def prepare_cutoff(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> None:
+    """Materialize per-cutoff intermediates shared by several feature groups (once per cutoff).
+
+    ``cutoff_user_category``: events per user and category (all history and 30 days);
+    ``cutoff_user_device``: distinct (user, device, IP) triples. Both read only ``ts < as_of``
+    and are small (users x categories, users x devices) next to the events.
+    """
+    try:
+        prepared = con.execute("SELECT as_of FROM cutoff_prepared").fetchall()[0][0]
+    except duckdb.CatalogException:
+        prepared = None
+    if prepared == cutoff.as_of:
+        return
+    params = {"as_of": cutoff.as_of}
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE cutoff_user_category AS
+        SELECT e.user_id, i.category,
+            count(*) AS events_all,
+            count(*) FILTER (WHERE e.ts >= $as_of - INTERVAL 30 DAY) AS events_30d,
+            count(*) FILTER (WHERE e.event_type = 'view' AND e.ts >= $as_of - INTERVAL 30 DAY)
+                AS views_30d,
+            count(*) FILTER (WHERE e.event_type = 'add_to_cart'
+                             AND e.ts >= $as_of - INTERVAL 30 DAY) AS carts_30d,
+            count(*) FILTER (WHERE e.event_type = 'purchase'
+                             AND e.ts >= $as_of - INTERVAL 30 DAY) AS purchases_30d
+        FROM events e JOIN items i USING (item_id)
+        WHERE e.ts < $as_of
+        GROUP BY e.user_id, i.category
+    """,
+        params,
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE cutoff_user_device AS
+        SELECT DISTINCT user_id, device_id, ip_hash FROM events WHERE ts < $as_of
+    """,
+        params,
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE cutoff_prepared AS SELECT $as_of::TIMESTAMPTZ AS as_of",
+        params,
+    )
+
+
 def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
     """Features as of ``cutoff.as_of`` and the purchase label for the campaign's population.
 
@@ -114,6 +165,7 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         "label_end": cutoff.label_end,
         "holiday": days_to_next_holiday(cutoff.as_of),
     }
+    prepare_cutoff(con, cutoff)
     sql = f"""
     WITH pop AS (  -- the campaign's randomized population, or every account that exists
         SELECT a.user_id, a.arm FROM assignments a WHERE a.campaign_id = $cid::VARCHAR
@@ -131,11 +183,10 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         SELECT i.category, count(*)::DOUBLE / sum(count(*)) OVER () AS share
         FROM sale_items s JOIN items i USING (item_id) GROUP BY i.category
     ),
-    hist AS (  -- the only read of events for features: strictly before the cutoff
-        SELECT e.user_id, e.item_id, e.session_id, e.event_type, e.ts, e.price, e.device_id,
-               e.ip_hash, i.category, i.list_price
+    hist AS (  -- events strictly before the cutoff (all users: sharing counts need them)
+        SELECT e.user_id, e.session_id, e.item_id, e.event_type, e.ts, e.price, i.list_price
         FROM events e JOIN items i USING (item_id)
-        WHERE e.ts < $as_of AND e.user_id IN (SELECT user_id FROM pop)
+        WHERE e.ts < $as_of
     ),
     agg AS (
         SELECT user_id,
@@ -157,8 +208,6 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
                 AS sessions_30d,
             count(DISTINCT item_id) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY)
                 AS distinct_items_30d,
-            count(DISTINCT category) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY)
-                AS distinct_categories_30d,
             count(*) FILTER (WHERE event_type = 'purchase' AND price < list_price)::DOUBLE
                 / nullif(count(*) FILTER (WHERE event_type = 'purchase'), 0)
                 AS discount_purchase_share,
@@ -167,37 +216,30 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
                 AS days_since_last_event,
             (epoch_us($as_of::TIMESTAMPTZ)
                 - epoch_us(max(ts) FILTER (WHERE event_type = 'purchase'))) / 86400e6
-                AS days_since_last_purchase
+                AS days_since_last_purchase,
+            -- an hour-of-day histogram in the same pass (cheaper than a user x hour group-by);
+            -- list_position takes the first maximum, so ties go to the earliest hour
+            list_position(list_value({HOUR_COUNTS}), list_max(list_value({HOUR_COUNTS}))) - 1
+                AS preferred_hour
         FROM hist GROUP BY user_id
-    ),
-    hours AS (
-        SELECT user_id, hour(ts) AS h, count(*) AS n FROM hist GROUP BY ALL
-    ),
-    preferred AS (  -- most active hour; ties go to the earliest hour, never to chance
-        SELECT user_id, arg_max(h, n * 24 + (23 - h)) AS preferred_hour
-        FROM hours GROUP BY user_id
-    ),
-    user_categories AS (
-        SELECT user_id, category, count(*) AS n FROM hist GROUP BY ALL
     ),
     cat_share AS (  -- how much of the user's browsing falls in the sale's categories
         SELECT uc.user_id,
-            round(sum(uc.n * coalesce(sc.share, 0)) / sum(uc.n)
-                  * (SELECT count(*) FROM sale_cats), 9) AS sale_category_affinity
-        FROM user_categories uc LEFT JOIN sale_cats sc USING (category)
+            round(sum(uc.events_all * coalesce(sc.share, 0)) / sum(uc.events_all)
+                  * (SELECT count(*) FROM sale_cats), 9) AS sale_category_affinity,
+            count(*) FILTER (WHERE uc.events_30d > 0) AS distinct_categories_30d
+        FROM cutoff_user_category uc LEFT JOIN sale_cats sc USING (category)
         GROUP BY uc.user_id
     ),
     device_accounts AS (
-        SELECT device_id, count(DISTINCT user_id) AS n
-        FROM events WHERE ts < $as_of GROUP BY device_id
+        SELECT device_id, count(DISTINCT user_id) AS n FROM cutoff_user_device GROUP BY ALL
     ),
     ip_accounts AS (
-        SELECT ip_hash, count(DISTINCT user_id) AS n
-        FROM events WHERE ts < $as_of GROUP BY ip_hash
+        SELECT ip_hash, count(DISTINCT user_id) AS n FROM cutoff_user_device GROUP BY ALL
     ),
     sharing AS (  -- the most shared device / IP the user has been seen on
         SELECT d.user_id, max(da.n) AS accounts_per_device, max(ia.n) AS accounts_per_ip
-        FROM (SELECT DISTINCT user_id, device_id, ip_hash FROM hist) d
+        FROM cutoff_user_device d
         JOIN device_accounts da USING (device_id)
         JOIN ip_accounts ia USING (ip_hash)
         GROUP BY d.user_id
@@ -237,7 +279,7 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         coalesce(ag.revenue_all, 0.0) AS revenue_all,
         coalesce(ag.sessions_30d, 0) AS sessions_30d,
         coalesce(ag.distinct_items_30d, 0) AS distinct_items_30d,
-        coalesce(ag.distinct_categories_30d, 0) AS distinct_categories_30d,
+        coalesce(cs.distinct_categories_30d, 0) AS distinct_categories_30d,
         CASE WHEN coalesce(ag.carts_30d, 0) = 0 THEN NULL
              ELSE ag.purchases_30d::DOUBLE / ag.carts_30d END AS cart_to_purchase_30d,
         ag.discount_purchase_share,
@@ -249,7 +291,7 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         coalesce(ps.past_sale_purchases, 0) AS past_sale_purchases,
         coalesce(ps.past_sale_treated_purchases, 0) AS past_sale_treated_purchases,
         coalesce(ps.past_sale_control_purchases, 0) AS past_sale_control_purchases,
-        pf.preferred_hour,
+        ag.preferred_hour,
         coalesce(cs.sale_category_affinity, 0.0) AS sale_category_affinity,
         u.region, u.device_type, p.arm,
         hour($as_of::TIMESTAMPTZ) AS sale_hour,
@@ -263,7 +305,6 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
     JOIN users u USING (user_id)
     LEFT JOIN agg ag USING (user_id)
     LEFT JOIN cat_share cs USING (user_id)
-    LEFT JOIN preferred pf USING (user_id)
     LEFT JOIN sharing sh USING (user_id)
     LEFT JOIN past_sales ps USING (user_id)
     LEFT JOIN label l USING (user_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from flashsale_ml.features.build import Cutoff
+from flashsale_ml.features.build import Cutoff, prepare_cutoff
 
 ITEM_FEATURES = (
     "list_price", "stock_on_hand", "in_sale", "sale_discount_depth",
@@ -24,8 +24,7 @@ DEMAND_LABEL = "label_demand_units"
 def _query(con: duckdb.DuckDBPyConnection, sql: str, cutoff: Cutoff) -> pa.Table:
     """Run ``sql`` with the cutoff's parameters (DuckDB refuses unused named parameters)."""
     params = {"cid": cutoff.campaign_id, "as_of": cutoff.as_of, "label_end": cutoff.label_end}
-    return con.sql(sql, params={k: v for k, v in params.items() if f"${k}" in sql}
-                   ).to_arrow_table()
+    return con.sql(sql, params={k: v for k, v in params.items() if f"${k}" in sql}).to_arrow_table()
 
 
 def item_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
@@ -122,25 +121,14 @@ def item_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
 def user_category_affinity(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
     """Per user and category over the last 30 days: views, carts, purchases and the category's
     share of the user's views (for recommendations and targeting)."""
+    prepare_cutoff(con, cutoff)
     sql = """
-    WITH hist AS (
-        SELECT e.user_id, i.category, e.event_type
-        FROM events e JOIN items i USING (item_id)
-        WHERE e.ts < $as_of AND e.ts >= $as_of - INTERVAL 30 DAY
-    ),
-    counts AS (
-        SELECT user_id, category,
-            count(*) FILTER (WHERE event_type = 'view') AS views_30d,
-            count(*) FILTER (WHERE event_type = 'add_to_cart') AS carts_30d,
-            count(*) FILTER (WHERE event_type = 'purchase') AS purchases_30d,
-            count(*) AS events_30d
-        FROM hist GROUP BY user_id, category
-    )
     SELECT $cid::VARCHAR AS campaign_id, user_id, category, $as_of::TIMESTAMPTZ AS as_of,
         views_30d, carts_30d, purchases_30d,
         round(events_30d::DOUBLE / sum(events_30d) OVER (PARTITION BY user_id), 9)
             AS category_share_30d
-    FROM counts
+    FROM cutoff_user_category
+    WHERE events_30d > 0
     ORDER BY user_id, category
     """
     return _query(con, sql, cutoff)
