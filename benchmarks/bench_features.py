@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -78,7 +79,7 @@ def main() -> None:
                 "--out",
                 Path(out).as_uri(),
             ],
-            stdout=open("/dev/null", "w"),
+            stdout=subprocess.DEVNULL,
         )
         print(
             json.dumps(
@@ -94,7 +95,7 @@ def main() -> None:
         )
         fill = {"uri": uri, "cid": last["campaign_id"], "as_of": as_of, "end": end}
         duck = run_measured(
-            [sys.executable, "-c", DUCKDB_USER_GROUP.format(**fill)], stdout=open("/dev/null", "w")
+            [sys.executable, "-c", DUCKDB_USER_GROUP.format(**fill)], stdout=subprocess.DEVNULL
         )
         row = {
             "events": events,
@@ -105,7 +106,7 @@ def main() -> None:
         if events <= args.pandas_max_events:
             pandas = run_measured(
                 [sys.executable, "-c", PANDAS_USER_GROUP.format(**fill)],
-                stdout=open("/dev/null", "w"),
+                stdout=subprocess.DEVNULL,
             )
             row |= {
                 "pandas_s": round(pandas.wall_s, 1),

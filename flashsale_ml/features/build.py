@@ -184,9 +184,7 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         FROM sale_items s JOIN items i USING (item_id) GROUP BY i.category
     ),
     hist AS (  -- events strictly before the cutoff (all users: sharing counts need them)
-        SELECT e.user_id, e.session_id, e.item_id, e.event_type, e.ts, e.price, i.list_price
-        FROM events e JOIN items i USING (item_id)
-        WHERE e.ts < $as_of
+        SELECT user_id, session_id, item_id, event_type, ts FROM events WHERE ts < $as_of
     ),
     agg AS (
         SELECT user_id,
@@ -200,28 +198,31 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
                              AND ts >= $as_of - INTERVAL 30 DAY) AS carts_30d,
             count(*) FILTER (WHERE event_type = 'purchase'
                              AND ts >= $as_of - INTERVAL 30 DAY) AS purchases_30d,
-            count(*) FILTER (WHERE event_type = 'purchase') AS purchases_all,
-            -- decimal sums are exact, so the value cannot depend on scan order
-            coalesce(sum(price::DECIMAL(18, 2)) FILTER (WHERE event_type = 'purchase'), 0)
-                ::DOUBLE AS revenue_all,
             count(DISTINCT session_id) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY)
                 AS sessions_30d,
             count(DISTINCT item_id) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY)
                 AS distinct_items_30d,
-            count(*) FILTER (WHERE event_type = 'purchase' AND price < list_price)::DOUBLE
-                / nullif(count(*) FILTER (WHERE event_type = 'purchase'), 0)
-                AS discount_purchase_share,
             -- epoch arithmetic, not date_diff (which counts boundaries: 1 us -> 1 s)
             (epoch_us($as_of::TIMESTAMPTZ) - epoch_us(max(ts))) / 86400e6
                 AS days_since_last_event,
-            (epoch_us($as_of::TIMESTAMPTZ)
-                - epoch_us(max(ts) FILTER (WHERE event_type = 'purchase'))) / 86400e6
-                AS days_since_last_purchase,
             -- an hour-of-day histogram in the same pass (cheaper than a user x hour group-by);
             -- list_position takes the first maximum, so ties go to the earliest hour
             list_position(list_value({HOUR_COUNTS}), list_max(list_value({HOUR_COUNTS}))) - 1
                 AS preferred_hour
         FROM hist GROUP BY user_id
+    ),
+    buys AS (  -- purchases only (a few % of events): the only rows that need the catalogue
+        SELECT e.user_id,
+            count(*) AS purchases_all,
+            -- decimal sums are exact, so the value cannot depend on scan order
+            sum(e.price::DECIMAL(18, 2))::DOUBLE AS revenue_all,
+            count(*) FILTER (WHERE e.price < i.list_price)::DOUBLE / count(*)
+                AS discount_purchase_share,
+            (epoch_us($as_of::TIMESTAMPTZ) - epoch_us(max(e.ts))) / 86400e6
+                AS days_since_last_purchase
+        FROM events e JOIN items i USING (item_id)
+        WHERE e.ts < $as_of AND e.event_type = 'purchase'
+        GROUP BY e.user_id
     ),
     cat_share AS (  -- how much of the user's browsing falls in the sale's categories
         SELECT uc.user_id,
@@ -275,16 +276,16 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         coalesce(ag.views_7d, 0) AS views_7d,
         coalesce(ag.carts_30d, 0) AS carts_30d,
         coalesce(ag.purchases_30d, 0) AS purchases_30d,
-        coalesce(ag.purchases_all, 0) AS purchases_all,
-        coalesce(ag.revenue_all, 0.0) AS revenue_all,
+        coalesce(b.purchases_all, 0) AS purchases_all,
+        coalesce(b.revenue_all, 0.0) AS revenue_all,
         coalesce(ag.sessions_30d, 0) AS sessions_30d,
         coalesce(ag.distinct_items_30d, 0) AS distinct_items_30d,
         coalesce(cs.distinct_categories_30d, 0) AS distinct_categories_30d,
         CASE WHEN coalesce(ag.carts_30d, 0) = 0 THEN NULL
              ELSE ag.purchases_30d::DOUBLE / ag.carts_30d END AS cart_to_purchase_30d,
-        ag.discount_purchase_share,
+        b.discount_purchase_share,
         ag.days_since_last_event,
-        ag.days_since_last_purchase,
+        b.days_since_last_purchase,
         (epoch_us($as_of::TIMESTAMPTZ) - epoch_us(u.signup_ts)) / 86400e6 AS account_age_days,
         coalesce(sh.accounts_per_device, 1) AS accounts_per_device,
         coalesce(sh.accounts_per_ip, 1) AS accounts_per_ip,
@@ -304,6 +305,7 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
     FROM pop p
     JOIN users u USING (user_id)
     LEFT JOIN agg ag USING (user_id)
+    LEFT JOIN buys b USING (user_id)
     LEFT JOIN cat_share cs USING (user_id)
     LEFT JOIN sharing sh USING (user_id)
     LEFT JOIN past_sales ps USING (user_id)

@@ -36,12 +36,7 @@ def item_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
     sold out, i.e. that observed sale demand was censored.
     """
     sql = f"""
-    WITH hist AS (
-        SELECT e.item_id, e.user_id, e.event_type, e.ts, e.price, i.list_price
-        FROM events e JOIN items i USING (item_id)
-        WHERE e.ts < $as_of AND e.ts >= $as_of - INTERVAL 30 DAY
-    ),
-    agg AS (
+    WITH agg AS (
         SELECT item_id,
             count(*) FILTER (WHERE event_type = 'view' AND ts >= $as_of - INTERVAL 1 DAY)
                 AS views_24h,
@@ -50,14 +45,21 @@ def item_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
             count(*) FILTER (WHERE event_type = 'view') AS views_30d,
             count(*) FILTER (WHERE event_type = 'purchase' AND ts >= $as_of - INTERVAL 7 DAY)
                 AS purchases_7d,
-            count(*) FILTER (WHERE event_type = 'purchase') AS purchases_30d,
-            count(DISTINCT user_id) FILTER (WHERE event_type = 'purchase') AS buyers_30d,
-            avg(price::DECIMAL(18, 2)) FILTER (WHERE event_type = 'purchase')::DOUBLE
-                AS avg_paid_price_30d,
-            count(*) FILTER (WHERE event_type = 'purchase' AND price < list_price)::DOUBLE
-                / nullif(count(*) FILTER (WHERE event_type = 'purchase'), 0)
+            count(*) FILTER (WHERE event_type = 'purchase') AS purchases_30d
+        FROM events
+        WHERE ts < $as_of AND ts >= $as_of - INTERVAL 30 DAY
+        GROUP BY item_id
+    ),
+    buys AS (  -- purchases only: the rows that need prices and buyers
+        SELECT e.item_id,
+            count(DISTINCT e.user_id) AS buyers_30d,
+            avg(e.price::DECIMAL(18, 2))::DOUBLE AS avg_paid_price_30d,
+            count(*) FILTER (WHERE e.price < i.list_price)::DOUBLE / count(*)
                 AS discount_purchase_share_30d
-        FROM hist GROUP BY item_id
+        FROM events e JOIN items i USING (item_id)
+        WHERE e.ts < $as_of AND e.ts >= $as_of - INTERVAL 30 DAY
+            AND e.event_type = 'purchase'
+        GROUP BY e.item_id
     ),
     current_sale AS (
         SELECT unnest(item_ids) AS item_id, discount_depth FROM campaigns
@@ -97,11 +99,11 @@ def item_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
         coalesce(cs.discount_depth, 0.0) AS sale_discount_depth,
         coalesce(a.views_24h, 0) AS views_24h, coalesce(a.views_7d, 0) AS views_7d,
         coalesce(a.views_30d, 0) AS views_30d, coalesce(a.purchases_7d, 0) AS purchases_7d,
-        coalesce(a.purchases_30d, 0) AS purchases_30d, coalesce(a.buyers_30d, 0) AS buyers_30d,
+        coalesce(a.purchases_30d, 0) AS purchases_30d, coalesce(b.buyers_30d, 0) AS buyers_30d,
         -- last day's views against the 7-day daily average: > 1 means heating up
         a.views_24h::DOUBLE / nullif(a.views_7d / 7.0, 0) AS view_velocity,
         a.purchases_30d::DOUBLE / nullif(a.views_30d, 0) AS conversion_30d,
-        a.avg_paid_price_30d, a.discount_purchase_share_30d,
+        b.avg_paid_price_30d, b.discount_purchase_share_30d,
         coalesce(p.past_sale_appearances, 0) AS past_sale_appearances,
         coalesce(p.past_sale_units, 0) AS past_sale_units,
         coalesce(p.past_sale_units, 0)::DOUBLE / nullif(p.past_sale_appearances, 0)
@@ -110,6 +112,7 @@ def item_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
         coalesce(d.units, 0) AS {DEMAND_LABEL}
     FROM items i
     LEFT JOIN agg a USING (item_id)
+    LEFT JOIN buys b USING (item_id)
     LEFT JOIN current_sale cs USING (item_id)
     LEFT JOIN past p USING (item_id)
     LEFT JOIN demand d USING (item_id)
