@@ -3,7 +3,8 @@
 
 Generates (or, later, ingests) a flash-sale dataset, validates it against the contract with
 Great Expectations, builds point-in-time features as of each sale's start, trains the LightGBM
-purchase-propensity model, and registers it in the MLflow model registry.
+purchase-propensity model (registered in the MLflow model registry) and, in parallel, the
+DCN-v2 deep model with DistributedDataParallel under torchrun (logged for comparison).
 
 * **Trigger** it from the UI with *Trigger DAG w/ config*: the form asks for the simulated
   number of users and days.
@@ -51,6 +52,21 @@ DEFAULT_ARGS = {
             maximum=10_000_000,
             title="Simulated users",
             description="Accounts in the simulated shop.",
+        ),
+        "deep_nproc_per_node": Param(
+            2,
+            type="integer",
+            minimum=1,
+            maximum=64,
+            title="Deep model: processes per node",
+            description="torchrun workers; gloo on CPU, NCCL (one per GPU) on GPU machines.",
+        ),
+        "deep_epochs": Param(
+            6,
+            type="integer",
+            minimum=1,
+            maximum=200,
+            title="Deep model: epochs",
         ),
         "days": Param(
             28,
@@ -100,21 +116,40 @@ def flashsale_training_pipeline() -> None:
         return steps.train_propensity(features_uri, parent_run_id)
 
     @task
+    def train_propensity_deep(features_uri: str, parent_run_id: str) -> dict[str, Any]:
+        """DCN-v2 with DistributedDataParallel, launched by torchrun from inside the task.
+
+        Single node here; multi-node runs use one such task per node (e.g. KubernetesPodOperator)
+        with a shared c10d rendezvous endpoint.
+        """
+        from flashsale_ml import steps
+
+        params = get_current_context()["params"]
+        return steps.train_propensity_deep(
+            features_uri,
+            parent_run_id,
+            nproc_per_node=params["deep_nproc_per_node"],
+            epochs=params["deep_epochs"],
+        )
+
+    @task
     def register_model(training: dict[str, Any]) -> dict[str, Any]:
         from flashsale_ml import steps
 
         return steps.register_model(training["run_id"], model_kind="propensity")
 
     @task(retries=0)
-    def finish_pipeline(parent_run_id: str, registered: dict[str, Any] | None) -> str:
-        """Close the MLflow parent run, FAILED unless a model was registered.
+    def finish_pipeline(
+        parent_run_id: str, registered: dict[str, Any] | None, deep: dict[str, Any] | None
+    ) -> str:
+        """Close the MLflow parent run, FAILED unless every training task succeeded.
 
         A teardown: it runs whatever happened upstream, and (unlike an ``all_done`` leaf) it
         does not turn a failed DAG run green.
         """
         from flashsale_ml import steps
 
-        status = "FINISHED" if registered else "FAILED"
+        status = "FINISHED" if registered and deep else "FAILED"
         steps.finish_pipeline(parent_run_id, status)
         return status
 
@@ -124,7 +159,8 @@ def flashsale_training_pipeline() -> None:
     features = build_features(raw, parent)
     validated >> features  # never build features from data that failed validation
     registered = register_model(train_propensity(features, parent))
-    finish_pipeline(parent, registered).as_teardown(setups=parent)
+    deep = train_propensity_deep(features, parent)
+    finish_pipeline(parent, registered, deep).as_teardown(setups=parent)
 
 
 flashsale_training_pipeline()

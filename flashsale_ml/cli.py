@@ -125,10 +125,15 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from flashsale_ml import steps
 
-    if args.model != "propensity-lgbm":
-        print(f"model {args.model!r} is not available yet", file=sys.stderr)
-        return 2
-    result = steps.train_propensity(args.features)
+    if args.model == "propensity-deep":
+        result = steps.train_propensity_deep(
+            args.features,
+            nproc_per_node=args.nproc_per_node,
+            nnodes=args.nnodes,
+            epochs=args.epochs,
+        )
+    else:
+        result = steps.train_propensity(args.features)
     if args.register:
         result["registered"] = steps.register_model(result["run_id"], "propensity")
     _print(result)
@@ -286,7 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("train", help="train a model on a feature snapshot")
-    p.add_argument("--model", default="propensity-lgbm", choices=["propensity-lgbm"])
+    p.add_argument(
+        "--model", default="propensity-lgbm", choices=["propensity-lgbm", "propensity-deep"]
+    )
+    p.add_argument("--nproc-per-node", type=int, default=2, help="deep model: processes")
+    p.add_argument("--nnodes", type=int, default=1, help="deep model: nodes")
+    p.add_argument("--epochs", type=int, default=None, help="deep model: epochs")
     p.add_argument("--features", required=True, help="feature snapshot URI")
     p.add_argument("--register", action="store_true", help="register the model afterwards")
     p.set_defaults(func=cmd_train)

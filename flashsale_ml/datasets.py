@@ -101,12 +101,14 @@ class SnapshotWriter:
         metadata: Mapping[str, Any] | None = None,
         snapshot_id: str | None = None,
         compression: str = "zstd",
+        row_group_size: int = 1 << 20,
     ) -> None:
         self.lake = lake
         self.dataset = dataset
         self.snapshot_id = snapshot_id or new_snapshot_id()
         self.metadata = dict(metadata or {})
         self.compression = compression
+        self.row_group_size = row_group_size
         self.final_key = f"datasets/{dataset}/{self.snapshot_id}"
         self.staging_key = (
             f"datasets/{dataset}/.staging-{self.snapshot_id}"
@@ -151,7 +153,9 @@ class SnapshotWriter:
                 f"from the first part's {state['schema']}"
             )
         key, local = self._part_path(table, len(state["files"]))
-        pq.write_table(data, local, compression=self.compression, row_group_size=1 << 20)
+        pq.write_table(
+            data, local, compression=self.compression, row_group_size=self.row_group_size
+        )
         state["sha256"][key] = _sha256_file(local)
         if self.lake.local_path(f"{self.staging_key}/{key}") is None:
             self.lake.upload_file(local, f"{self.staging_key}/{key}")

@@ -148,6 +148,30 @@ def train_propensity(
     ).summary()
 
 
+def train_propensity_deep(
+    features_uri: str,
+    parent_run_id: str | None = None,
+    settings: Settings | None = None,
+    nproc_per_node: int = 2,
+    nnodes: int = 1,
+    epochs: int | None = None,
+    max_restarts: int = 1,
+) -> dict[str, Any]:
+    """Train the DCN-v2 propensity model with DDP under torchrun (gloo on CPU, NCCL on GPU)."""
+    from flashsale_ml.training.deep.launch import Launch
+    from flashsale_ml.training.deep.launch import train_propensity_deep as launch
+    from flashsale_ml.training.deep.model import DeepConfig
+
+    config = DeepConfig(epochs=epochs) if epochs else DeepConfig()
+    return launch(
+        features_uri,
+        settings or get_settings(),
+        parent_run_id,
+        config,
+        Launch(nproc_per_node=nproc_per_node, nnodes=nnodes, max_restarts=max_restarts),
+    )
+
+
 def register_model(
     run_id: str, model_kind: str = "propensity", settings: Settings | None = None
 ) -> dict[str, Any]:

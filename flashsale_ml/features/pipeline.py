@@ -28,6 +28,7 @@ from flashsale_ml.storage import ObjectStore
 log = logging.getLogger(__name__)
 
 FEATURE_DATASET = "features"
+FEATURE_ROW_GROUP = 1 << 17
 SHOP_SOURCE_TABLES = ("users", "items", "events", "orders", "campaigns", "assignments", "traffic")
 
 
@@ -76,7 +77,10 @@ def build_features(
         ]
         if "traffic" in present:
             groups.append(("traffic", traffic_window))
-        with SnapshotWriter(lake, FEATURE_DATASET, metadata=metadata) as writer:
+        # Small row groups let distributed training shard the table by row group.
+        with SnapshotWriter(
+            lake, FEATURE_DATASET, metadata=metadata, row_group_size=FEATURE_ROW_GROUP
+        ) as writer:
             for n, cutoff in enumerate(cutoffs, start=1):
                 for name, build in groups:
                     started = time.perf_counter()

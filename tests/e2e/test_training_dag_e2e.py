@@ -35,7 +35,7 @@ def pipeline_run(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) 
         )
         migrate = airflow_cli(["db", "migrate"], env)
         assert migrate.returncode == 0, migrate.stderr[-4000:]
-        conf = json.dumps({"users": 1_500, "days": 21})
+        conf = json.dumps({"users": 1_500, "days": 21, "deep_epochs": 2})
         test = airflow_cli(["dags", "test", DAG_ID, "-c", conf], env)
         (work / "dags_test.log").write_text(test.stdout + test.stderr)
         assert test.returncode == 0, test.stderr[-6000:]
@@ -71,6 +71,7 @@ def test_dag_run_succeeded_with_every_task(pipeline_run: dict) -> None:
             "validate_data",
             "build_features",
             "train_propensity",
+            "train_propensity_deep",
             "register_model",
             "finish_pipeline",
         )
@@ -125,7 +126,14 @@ def test_registered_model_has_lineage_and_sane_metrics(
         "validate_data",
         "build_features",
         "train_propensity_lgbm",
+        "train_propensity_deep",
     }
+    deep_run = next(c for c in children if c.data.tags["flashsale.step"] == "train_propensity_deep")
+    assert deep_run.info.status == "FINISHED"
+    assert deep_run.data.metrics["test_auc"] > 0.55
+    assert deep_run.data.params["launch.nproc_per_node"] == "2"
+    epochs = client.get_metric_history(deep_run.info.run_id, "epoch_valid_auc")
+    assert [m.step for m in epochs] == [0, 1]
     validate_run = next(c for c in children if c.data.tags["flashsale.step"] == "validate_data")
     assert validate_run.data.tags["flashsale.validation"] == "passed"
     assert validate_run.data.tags["flashsale.data_docs_uri"].startswith(

@@ -1,0 +1,1 @@
+"""Distributed PyTorch (DDP) propensity model: DCN-v2, launched by torchrun."""

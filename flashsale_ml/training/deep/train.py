@@ -1,0 +1,328 @@
+"""Worker entry point of distributed training, launched by ``torchrun``.
+
+    torchrun --standalone --nproc-per-node=2 --max-restarts=1 \\
+        -m flashsale_ml.training.deep.train --features URI --checkpoints URI --run-id ID
+
+* Backend: NCCL when CUDA is available, gloo otherwise; one GPU per local rank.
+* Data: each rank reads only its shard of the feature Parquet (``data.read_shard``).
+* Determinism: seeds from config; every rank draws its epoch order from (seed, epoch, rank).
+* AMP (bfloat16 autocast) on GPU.
+* Fault tolerance: rank 0 writes a checkpoint to storage after every epoch; a restarted worker
+  group (``torchrun --max-restarts``) resumes from the newest one.
+* Tracking: rank 0 logs per-epoch metrics (one batch per epoch) into the MLflow run the
+  launcher created, and at the end the model, its evaluation and the loss curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from flashsale_ml.training.deep.data import Encoded, cardinalities, encode, n_dense_columns
+from flashsale_ml.training.deep.model import DeepConfig, build_model
+
+log = logging.getLogger("flashsale_ml.training.deep")
+
+LATEST = "latest.json"
+FAIL_ONCE_ENV = "FLASHSALE_TEST_FAIL_ONCE_AT_EPOCH"  # test hook: kill rank 1 once, at this epoch
+
+
+def _split(encoded: Encoded, order: list[str]) -> dict[str, Encoded]:
+    """Time split by campaign, as for LightGBM: train on older sales, validate on the second
+    newest, test on the newest."""
+    if len(order) < 3:
+        raise ValueError(f"the deep model needs >= 3 campaigns for a time split, got {order}")
+    parts = {"train": order[:-2], "valid": [order[-2]], "test": [order[-1]]}
+    out = {}
+    for name, campaigns in parts.items():
+        mask = np.isin(encoded.campaign, campaigns)
+        out[name] = Encoded(
+            encoded.dense[mask], encoded.cats[mask], encoded.label[mask], encoded.campaign[mask]
+        )
+    return out
+
+
+def _save_checkpoint(store, state: dict[str, Any], epoch: int) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    key = f"epoch-{epoch:03d}.pt"
+    store.write_bytes(key, buffer.getvalue())
+    # The pointer is written after the checkpoint, so it never names a partial file.
+    store.write_bytes(LATEST, json.dumps({"epoch": epoch, "key": key}).encode())
+
+
+def _load_checkpoint(store) -> dict[str, Any] | None:
+    import torch
+
+    from flashsale_ml.storage import ObjectNotFoundError
+
+    try:
+        latest = json.loads(store.read_bytes(LATEST))
+    except ObjectNotFoundError:
+        return None
+    return torch.load(io.BytesIO(store.read_bytes(latest["key"])), weights_only=False)
+
+
+def _predict(model, data: Encoded, device, batch: int) -> np.ndarray:
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch):
+            dense = torch.from_numpy(data.dense[start : start + batch]).to(device)
+            cats = torch.from_numpy(data.cats[start : start + batch]).to(device)
+            out.append(torch.sigmoid(model(dense, cats).float()).cpu().numpy())
+    model.train()
+    return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
+
+
+def _gather(values: np.ndarray) -> np.ndarray:
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, values)
+    return np.concatenate(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.storage import open_store
+    from flashsale_ml.training.deep.data import read_shard
+    from flashsale_ml.training.metrics import binary_metrics
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--features", required=True)
+    parser.add_argument("--checkpoints", required=True)
+    parser.add_argument("--run-id", default=None)
+    parser.add_argument("--config", default="{}")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--result", default=None, help="where rank 0 writes its result JSON")
+    args = parser.parse_args(argv)
+    config = DeepConfig(**json.loads(args.config))
+
+    use_cuda = torch.cuda.is_available()
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s rank{rank} %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+    for noisy in ("botocore", "urllib3", "matplotlib", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+    with Snapshot(args.features) as snap:
+        order = [c["campaign_id"] for c in snap.manifest.metadata["cutoffs"]]
+        frame = read_shard(snap.local_files("propensity"), rank, world)
+    data = _split(encode(frame, config.user_buckets), order)
+    train = data["train"]
+    log.info(
+        "backend %s, world %d, restart %d: %s train / %s valid / %s test rows on this rank",
+        dist.get_backend(),
+        world,
+        restart,
+        f"{len(train):,}",
+        f"{len(data['valid']):,}",
+        f"{len(data['test']):,}",
+    )
+
+    model = build_model(n_dense_columns(), cardinalities(config.user_buckets), config)
+    model.to(device)
+    ddp = DistributedDataParallel(model, device_ids=[local_rank] if use_cuda else None)
+    optimizer = torch.optim.AdamW(
+        ddp.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    positives = float(_gather(np.array([train.label.sum()])).sum())
+    total = float(_gather(np.array([len(train)])).sum())
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    store = open_store(args.checkpoints)
+    start_epoch, history = 0, {"train_loss": [], "valid_loss": [], "valid_auc": []}
+    checkpoint = _load_checkpoint(store)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_epoch, history = checkpoint["epoch"] + 1, checkpoint["history"]
+        log.info("resumed from the checkpoint of epoch %d", checkpoint["epoch"])
+
+    # Equal step counts on every rank, or DDP's all-reduce would wait forever on the rank
+    # with more batches.
+    steps = int(min(_gather(np.array([len(train) // config.batch_size]))))
+    steps = max(steps, 1)
+    started = time.perf_counter()
+    samples = 0
+    for epoch in range(start_epoch, config.epochs):
+        fail_at = os.environ.get(FAIL_ONCE_ENV)
+        if fail_at is not None and int(fail_at) == epoch and restart == 0 and rank == world - 1:
+            log.error("test hook: worker exits abruptly at epoch %d", epoch)
+            os._exit(17)
+        rng = np.random.default_rng([args.seed, epoch, rank])
+        order_idx = rng.permutation(len(train))
+        running = 0.0
+        for step in range(steps):
+            idx = order_idx[step * config.batch_size : (step + 1) * config.batch_size]
+            dense = torch.from_numpy(train.dense[idx]).to(device, non_blocking=True)
+            cats = torch.from_numpy(train.cats[idx]).to(device, non_blocking=True)
+            label = torch.from_numpy(train.label[idx]).to(device, non_blocking=True)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_cuda):
+                loss = loss_fn(ddp(dense, cats).float(), label)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += float(loss.detach())
+            samples += len(idx)
+        train_loss = float(_gather(np.array([running / steps])).mean())
+        y_valid = _gather(data["valid"].label)
+        p_valid = _gather(_predict(model, data["valid"], device, 65_536))
+        valid = binary_metrics(y_valid, np.clip(p_valid, 1e-7, 1 - 1e-7))
+        history["train_loss"].append(train_loss)
+        history["valid_loss"].append(valid["log_loss"])
+        history["valid_auc"].append(valid["auc"])
+        if rank == 0:
+            _save_checkpoint(
+                store,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "history": history,
+                },
+                epoch,
+            )
+            if args.run_id:
+                from flashsale_ml.tracking import log_metrics_batch
+
+                log_metrics_batch(
+                    args.run_id,
+                    {
+                        "epoch_train_loss": train_loss,
+                        "epoch_valid_log_loss": valid["log_loss"],
+                        "epoch_valid_auc": valid["auc"],
+                    },
+                    step=epoch,
+                )
+        log.info(
+            "epoch %d/%d: train loss %.4f, valid log loss %.4f, valid AUC %.4f",
+            epoch + 1,
+            config.epochs,
+            train_loss,
+            valid["log_loss"],
+            valid["auc"],
+        )
+        dist.barrier()
+
+    seconds = time.perf_counter() - started
+    throughput = float(_gather(np.array([samples / max(seconds, 1e-9)])).sum())
+    y_test = _gather(data["test"].label)
+    p_test = _gather(_predict(model, data["test"], device, 65_536))
+    if rank == 0:
+        test = binary_metrics(y_test, np.clip(p_test, 1e-7, 1 - 1e-7))
+        result = {
+            "test": test,
+            "history": history,
+            "samples_per_second": throughput,
+            "world_size": world,
+            "backend": dist.get_backend(),
+            "positive_share": positives / max(total, 1.0),
+            "restarts": restart,
+        }
+        if args.run_id:
+            _log_final(args.run_id, model, config, data["test"], y_test, p_test, result)
+        if args.result:
+            with open(args.result, "w") as fh:
+                json.dump(result, fh)
+        log.info("test AUC %.4f, %.0f samples/s over %d ranks", test["auc"], throughput, world)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _log_final(
+    run_id: str,
+    model,
+    config: DeepConfig,
+    test: Encoded,
+    y: np.ndarray,
+    p: np.ndarray,
+    result: dict[str, Any],
+) -> None:
+    import mlflow
+    import torch
+    from mlflow.models import infer_signature
+
+    from flashsale_ml.tracking import log_metrics_batch
+    from flashsale_ml.training import plots
+
+    class PropensityNet(torch.nn.Module):
+        """One float matrix in (dense columns, then categorical codes), probabilities out."""
+
+        def __init__(self, net: torch.nn.Module, n_dense: int) -> None:
+            super().__init__()
+            self.net, self.n_dense = net, n_dense
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self.net(x[:, : self.n_dense], x[:, self.n_dense :].long()))
+
+    wrapped = PropensityNet(model.cpu().eval(), test.dense.shape[1])
+    example = np.hstack([test.dense[:5], test.cats[:5].astype(np.float32)])
+    with torch.no_grad():
+        signature = infer_signature(example, wrapped(torch.from_numpy(example)).numpy())
+    log_metrics_batch(
+        run_id,
+        {f"test_{k}": v for k, v in result["test"].items()}
+        | {
+            "samples_per_second": result["samples_per_second"],
+            "restarts": float(result["restarts"]),
+        },
+    )
+    with mlflow.start_run(run_id=run_id):
+        import mlflow.pytorch
+
+        info = mlflow.pytorch.log_model(
+            wrapped,
+            name="model",
+            signature=signature,
+            input_example=example,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+        )
+        mlflow.set_tag("flashsale.model_uri", info.model_uri)
+        mlflow.log_figure(plots.roc_figure(y, p, "DCN-v2"), "plots/roc_test.png")
+        mlflow.log_figure(plots.pr_figure(y, p, "DCN-v2"), "plots/pr_test.png")
+        mlflow.log_figure(plots.calibration_figure(y, p), "plots/calibration_test.png")
+        mlflow.log_figure(
+            plots.curves_figure(
+                {
+                    "train": result["history"]["train_loss"],
+                    "valid": result["history"]["valid_loss"],
+                },
+                "DCN-v2 loss",
+                "log loss",
+            ),
+            "plots/learning_curves.png",
+        )
+        mlflow.log_dict(config.model_dump(mode="json"), "config/deep.json")
+
+
+if __name__ == "__main__":
+    main()

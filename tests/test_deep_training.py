@@ -1,0 +1,131 @@
+"""Distributed PyTorch training: sharding, encoding, 2-process DDP on CPU, kill and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flashsale_ml.config import Settings
+from flashsale_ml.datasets import Snapshot
+from flashsale_ml.features import build_features
+from flashsale_ml.storage import open_store
+from flashsale_ml.training.deep.data import encode, n_dense_columns, read_shard
+from flashsale_ml.training.deep.launch import Launch, torchrun_command, train_propensity_deep
+from flashsale_ml.training.deep.model import DeepConfig
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("row_group_size", [10, 1_000])  # many groups / fewer than 8 per rank
+def test_shards_are_disjoint_and_complete(tmp_path: Path, row_group_size: int) -> None:
+    files = []
+    for part in range(2):
+        path = tmp_path / f"part-{part}.parquet"
+        pq.write_table(
+            pa.table({"id": np.arange(part * 500, part * 500 + 500)}),
+            path,
+            row_group_size=row_group_size,
+        )
+        files.append(path)
+    shards = [set(read_shard(files, rank, 3)["id"]) for rank in range(3)]
+    assert set().union(*shards) == set(range(1_000))
+    assert sum(len(s) for s in shards) == 1_000
+    assert max(len(s) for s in shards) - min(len(s) for s in shards) <= 10
+
+
+@pytest.fixture(scope="module")
+def deep_setup(small_world, tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("deep-home")
+    settings = Settings(home=home, seed=5)
+    lake = open_store(small_world.raw_uri.split("/datasets/")[0])
+    return settings, build_features(small_world.raw_uri, lake)
+
+
+def test_encoding_has_no_nan_and_codes_in_range(deep_setup) -> None:
+    _, features = deep_setup
+    frame = Snapshot(features).read_pandas("propensity")
+    encoded = encode(frame, user_buckets=101)
+    assert encoded.dense.shape == (len(frame), n_dense_columns())
+    assert np.isfinite(encoded.dense).all()
+    assert encoded.cats.min() >= 0 and encoded.cats[:, 0].max() < 101
+
+
+def test_ddp_two_processes_on_cpu_logs_to_mlflow(deep_setup) -> None:
+    import mlflow
+
+    settings, features = deep_setup
+    result = train_propensity_deep(
+        features,
+        settings,
+        config=DeepConfig(epochs=3, batch_size=256),
+        launch=Launch(nproc_per_node=2),
+    )
+    assert result["backend"] == "gloo" and result["world_size"] == 2
+    assert result["test_auc"] > 0.55 and result["restarts"] == 0
+    client = mlflow.MlflowClient()
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    losses = client.get_metric_history(run.info.run_id, "epoch_train_loss")
+    assert [m.step for m in losses] == [0, 1, 2]
+    assert losses[-1].value < losses[0].value  # it learns
+    model = mlflow.pyfunc.load_model(result["model_uri"])
+    frame = Snapshot(features).read_pandas("propensity").head(50)
+    encoded = encode(frame, DeepConfig().user_buckets)
+    scores = np.asarray(model.predict(np.hstack([encoded.dense, encoded.cats.astype(np.float32)])))
+    assert scores.shape[0] == 50 and ((scores > 0) & (scores < 1)).all()
+
+
+def test_killed_worker_resumes_from_the_last_checkpoint(deep_setup) -> None:
+    import mlflow
+
+    settings, features = deep_setup
+    result = train_propensity_deep(
+        features,
+        settings,
+        config=DeepConfig(epochs=3, batch_size=256),
+        launch=Launch(nproc_per_node=2, max_restarts=1),
+        extra_env={"FLASHSALE_TEST_FAIL_ONCE_AT_EPOCH": "1"},
+    )
+    assert result["restarts"] == 1
+    client = mlflow.MlflowClient()
+    steps = [m.step for m in client.get_metric_history(result["run_id"], "epoch_train_loss")]
+    assert steps == [0, 1, 2]  # epoch 0 was not trained twice: the restart resumed after it
+    store = open_store(f"{settings.lake_uri}/checkpoints/{result['run_id']}")
+    assert store.list() == ["epoch-000.pt", "epoch-001.pt", "epoch-002.pt", "latest.json"]
+
+
+def test_without_restarts_a_killed_worker_fails_the_run(deep_setup) -> None:
+    import mlflow
+
+    settings, features = deep_setup
+    with pytest.raises(RuntimeError, match="marked FAILED") as caught:
+        train_propensity_deep(
+            features,
+            settings,
+            config=DeepConfig(epochs=2, batch_size=256),
+            launch=Launch(nproc_per_node=2, max_restarts=0),
+            extra_env={"FLASHSALE_TEST_FAIL_ONCE_AT_EPOCH": "1"},
+        )
+    run_id = str(caught.value).split("MLflow run ")[1].split(" ")[0]
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "FAILED"
+
+
+def test_torchrun_command_for_one_and_many_nodes() -> None:
+    single = torchrun_command(Launch(nproc_per_node=4), ["--x"])
+    assert "--nnodes=1" in single and "--nproc-per-node=4" in single
+    assert any(a.startswith("--rdzv-endpoint=127.0.0.1:") for a in single)
+    multi = torchrun_command(
+        Launch(nproc_per_node=8, nnodes=2, node_rank=1, rdzv_endpoint="head:29400"), []
+    )
+    assert {
+        "--nnodes=2",
+        "--node-rank=1",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=head:29400",
+    } <= set(multi)
+    with pytest.raises(ValueError, match="rdzv_endpoint"):
+        torchrun_command(Launch(nnodes=2), [])

@@ -1,0 +1,67 @@
+"""Model quality against known answers: the simulator's oracle and real Online Shoppers data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flashsale_ml.datasets import Snapshot
+from flashsale_ml.features import build_features
+from flashsale_ml.loaders import ingest
+from flashsale_ml.simulation import SimulationConfig, simulate
+from flashsale_ml.simulation.oracle import oracle_scores
+from flashsale_ml.storage import open_store
+from flashsale_ml.training.metrics import binary_metrics, expected_calibration_error
+from flashsale_ml.training.propensity_lgbm import LgbmConfig, time_split, train_propensity_lgbm
+from flashsale_ml.training.sessions_lgbm import evaluate_sessions
+from tests.conftest import shared_data
+
+
+@pytest.fixture(scope="module")
+def sim_features(tmp_path_factory: pytest.TempPathFactory):
+    lake = open_store(tmp_path_factory.mktemp("quality").as_uri())
+    world = simulate(SimulationConfig(users=30_000, days=35, seed=11), lake)
+    with Snapshot(build_features(world.raw_uri, lake)) as snap:
+        return world, snap.read_pandas("propensity")
+
+
+@pytest.mark.slow
+def test_lgbm_auc_is_within_002_of_the_oracle(sim_features) -> None:
+    world, frame = sim_features
+    split = time_split(frame, seed=3)
+    model = train_propensity_lgbm(split, LgbmConfig(), seed=3)
+    oracle = oracle_scores(world.truth_uri, split.test)
+    y = split.test["label_purchase"].to_numpy()
+    oracle_auc = binary_metrics(y, oracle)["auc"]
+    model_auc = model.metrics["test"]["auc"]
+    assert oracle_auc > 0.7, oracle_auc  # the truth is learnable at all
+    assert model_auc >= oracle_auc - 0.02, (model_auc, oracle_auc)
+    assert model.metrics["test"]["ece"] < 0.05
+
+
+def test_calibration_error_known_values() -> None:
+    y = np.array([0, 0, 1, 1])
+    assert expected_calibration_error(y, np.array([0.0, 0.0, 1.0, 1.0]), bins=2) == 0.0
+    assert expected_calibration_error(y, np.array([0.5, 0.5, 0.5, 0.5]), bins=1) == 0.0
+    assert expected_calibration_error(y, np.array([0.5, 0.5, 0.5, 0.5]), bins=2) == pytest.approx(
+        0.5
+    )
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        binary_metrics([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="only one class"):
+        binary_metrics([1, 1], [0.1, 0.2])
+
+
+@pytest.mark.slow
+def test_online_shoppers_cv_and_time_forward(tmp_path: Path) -> None:
+    lake = open_store(tmp_path.as_uri())
+    raw = ingest("online-shoppers", shared_data("online_shoppers_intention.csv"), lake)
+    sessions = Snapshot(build_features(raw, lake)).read_pandas("sessions")
+    result = evaluate_sessions(sessions, seed=42)
+    assert result.cv_auc_mean >= 0.93, result
+    assert result.time_forward["auc"] >= 0.829, result.time_forward
+    assert result.time_forward_rows["test"] > 3_000
+    # Calibration on the shifted (holiday) season is reported, and not absurd.
+    assert 0 <= result.time_forward["ece"] < 0.1
