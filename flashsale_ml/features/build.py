@@ -28,6 +28,7 @@ USER_FEATURES = (
     "days_since_last_purchase", "account_age_days", "accounts_per_device",
     "accounts_per_ip", "past_sale_purchases", "past_sale_treated_purchases",
     "past_sale_control_purchases", "preferred_hour", "sale_category_affinity",
+    "history_days", "events_per_day", "purchases_per_day", "sessions_per_day",
 )  # fmt: skip
 CATEGORICAL_FEATURES = ("region", "device_type", "arm")
 SALE_FEATURES = ("sale_hour", "sale_weekday", "days_to_payday", "days_to_holiday", "discount_depth")
@@ -176,6 +177,12 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
     sale AS (
         SELECT * FROM campaigns WHERE campaign_id = $cid::VARCHAR
     ),
+    observed AS (  -- how much history exists at all (capped at the 30-day window): counts
+                   -- from cutoffs with different history lengths are only comparable as rates
+        SELECT least(30.0, (epoch_us($as_of::TIMESTAMPTZ) - epoch_us(min(ts))) / 86400e6)
+            AS history_days
+        FROM events WHERE ts < $as_of
+    ),
     sale_items AS (
         SELECT unnest(item_ids) AS item_id FROM sale
     ),
@@ -294,6 +301,10 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         coalesce(ps.past_sale_control_purchases, 0) AS past_sale_control_purchases,
         ag.preferred_hour,
         coalesce(cs.sale_category_affinity, 0.0) AS sale_category_affinity,
+        ob.history_days,
+        coalesce(ag.events_30d, 0) / greatest(ob.history_days, 1.0) AS events_per_day,
+        coalesce(ag.purchases_30d, 0) / greatest(ob.history_days, 1.0) AS purchases_per_day,
+        coalesce(ag.sessions_30d, 0) / greatest(ob.history_days, 1.0) AS sessions_per_day,
         u.region, u.device_type, p.arm,
         hour($as_of::TIMESTAMPTZ) AS sale_hour,
         isodow($as_of::TIMESTAMPTZ) AS sale_weekday,
@@ -304,6 +315,7 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         coalesce(lr.revenue, 0.0) AS {REVENUE_LABEL}
     FROM pop p
     JOIN users u USING (user_id)
+    CROSS JOIN observed ob
     LEFT JOIN agg ag USING (user_id)
     LEFT JOIN buys b USING (user_id)
     LEFT JOIN cat_share cs USING (user_id)
