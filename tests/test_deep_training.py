@@ -38,11 +38,15 @@ def test_shards_are_disjoint_and_complete(tmp_path: Path, row_group_size: int) -
 
 
 @pytest.fixture(scope="module")
-def deep_setup(small_world, tmp_path_factory: pytest.TempPathFactory):
+def deep_setup(tmp_path_factory: pytest.TempPathFactory):
+    """Enough data for a network to learn: 6,000 users, four sales (two train campaigns)."""
+    from flashsale_ml.simulation import SimulationConfig, simulate
+
     home = tmp_path_factory.mktemp("deep-home")
     settings = Settings(home=home, seed=5)
-    lake = open_store(small_world.raw_uri.split("/datasets/")[0])
-    return settings, build_features(small_world.raw_uri, lake)
+    lake = open_store(settings.lake_uri)
+    world = simulate(SimulationConfig(users=6_000, days=28, seed=5), lake)
+    return settings, build_features(world.raw_uri, lake)
 
 
 def test_encoding_has_no_nan_and_codes_in_range(deep_setup) -> None:
@@ -65,7 +69,7 @@ def test_ddp_two_processes_on_cpu_logs_to_mlflow(deep_setup) -> None:
         launch=Launch(nproc_per_node=2),
     )
     assert result["backend"] == "gloo" and result["world_size"] == 2
-    assert result["test_auc"] > 0.55 and result["restarts"] == 0
+    assert result["test_auc"] > 0.65 and result["restarts"] == 0
     client = mlflow.MlflowClient()
     run = client.get_run(result["run_id"])
     assert run.info.status == "FINISHED"
