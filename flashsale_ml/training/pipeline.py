@@ -7,8 +7,13 @@ from dataclasses import dataclass
 
 from flashsale_ml.config import Settings
 from flashsale_ml.datasets import Snapshot
-from flashsale_ml.features.build import LABEL
-from flashsale_ml.tracking import TAG_PREFIX, log_metrics_batch, log_params_flat, step_run
+from flashsale_ml.tracking import (
+    TAG_PREFIX,
+    log_metrics_batch,
+    log_params_flat,
+    log_snapshot_input,
+    step_run,
+)
 from flashsale_ml.training.propensity_lgbm import (
     CATEGORY_VOCAB,
     LgbmConfig,
@@ -95,13 +100,7 @@ def train_propensity_lgbm_step(
         }
         log_metrics_batch(run_id, flat, history=model.history)
 
-        dataset = mlflow.data.from_pandas(
-            frame,
-            source=features_uri,
-            targets=LABEL,
-            name=f"features@{feature_snapshot_id}",
-        )
-        mlflow.log_input(dataset, context="training")
+        log_snapshot_input(run_id, features_uri, "propensity")
 
         x_example = encode_features(split.test.head(5))
         signature = infer_signature(x_example, model.booster.predict(x_example))

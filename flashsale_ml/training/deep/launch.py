@@ -20,7 +20,13 @@ from pathlib import Path
 
 from flashsale_ml.config import Settings
 from flashsale_ml.datasets import Snapshot
-from flashsale_ml.tracking import TAG_PREFIX, configure, lineage_tags, log_params_flat
+from flashsale_ml.tracking import (
+    TAG_PREFIX,
+    configure,
+    lineage_tags,
+    log_params_flat,
+    log_snapshot_input,
+)
 from flashsale_ml.training.deep.model import DeepConfig
 
 log = logging.getLogger(__name__)
@@ -117,22 +123,7 @@ def train_propensity_deep(
             "rows": rows,
         },
     )
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-
-    client.log_inputs(
-        run_id,
-        [
-            DatasetInput(
-                Dataset(
-                    name=f"features@{feature_snapshot_id}",
-                    digest=feature_snapshot_id[-8:],
-                    source_type="flashsale-lake",
-                    source=json.dumps({"uri": features_uri}),
-                ),
-                [InputTag("mlflow.data.context", "training")],
-            )
-        ],
-    )
+    log_snapshot_input(run_id, features_uri, "propensity")
 
     checkpoints = settings.lake_uri + f"/checkpoints/{run_id}"
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,185 @@
+"""Training cost and quality on simulated data.
+
+    python benchmarks/bench_training.py --lake file:///tmp/bench-lake --users-min 50000
+
+Uses the raw snapshot with the most users below --users-max (default: the 1e7-event lake):
+1. Features for every sale, then LightGBM (time split) vs the simulator's oracle AUC, and the
+   DCN-v2 deep model on the same test sale.
+2. LightGBM training wall time on 1M and 10M rows (the training rows tiled), fixed rounds.
+3. Our wrapper (read features, train, log params/metrics/model/plots to MLflow) versus a bare
+   ``lightgbm.train`` with the same data, parameters and early stopping: target <= 10 %.
+4. DDP throughput (samples/s) with 1 and 2 CPU processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lake", required=True)
+    parser.add_argument("--users-max", type=int, default=200_000)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    args = parser.parse_args()
+
+    import lightgbm as lgb
+    import numpy as np
+    import pandas as pd
+
+    from flashsale_ml.config import Settings
+    from flashsale_ml.datasets import Snapshot, SnapshotWriter, list_snapshots
+    from flashsale_ml.features import build_features
+    from flashsale_ml.features.build import LABEL
+    from flashsale_ml.simulation.oracle import oracle_scores
+    from flashsale_ml.storage import open_store
+    from flashsale_ml.training.deep.launch import Launch, train_propensity_deep
+    from flashsale_ml.training.deep.model import DeepConfig
+    from flashsale_ml.training.metrics import binary_metrics
+    from flashsale_ml.training.pipeline import train_propensity_lgbm_step
+    from flashsale_ml.training.propensity_lgbm import (
+        CATEGORY_VOCAB,
+        LgbmConfig,
+        encode_features,
+        lgbm_params,
+        time_split,
+        train_propensity_lgbm,
+    )
+
+    def emit(row: dict) -> None:
+        print(json.dumps(row), flush=True)
+
+    lake = open_store(args.lake)
+    candidates = [
+        u
+        for u in list_snapshots(lake, "raw")
+        if Snapshot(u).manifest.tables["users"].rows <= args.users_max
+    ]
+    raw = max(candidates, key=lambda u: Snapshot(u).manifest.tables["users"].rows)
+    users = Snapshot(raw).manifest.tables["users"].rows
+    truth = raw.replace("/datasets/raw/", "/datasets/raw-truth/")
+    started = time.perf_counter()
+    features = build_features(raw, lake)
+    emit(
+        {
+            "what": "features, every sale",
+            "users": users,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    )
+    frame = Snapshot(features).read_pandas("propensity")
+
+    split = time_split(frame, seed=1)
+    model = train_propensity_lgbm(split, LgbmConfig(), seed=1)
+    y = split.test[LABEL].to_numpy()
+    oracle = binary_metrics(y, oracle_scores(truth, split.test))
+    emit(
+        {
+            "what": "quality",
+            "users": users,
+            "test_rows": len(split.test),
+            "lgbm_auc": round(model.metrics["test"]["auc"], 4),
+            "lgbm_ece": round(model.metrics["test"]["ece"], 4),
+            "oracle_auc": round(oracle["auc"], 4),
+        }
+    )
+
+    home = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    settings = Settings(home=home, seed=1, storage_root=args.lake)
+    for nproc in (1, 2):
+        result = train_propensity_deep(
+            features,
+            settings,
+            config=DeepConfig(epochs=4, batch_size=4096),
+            launch=Launch(nproc_per_node=nproc, max_restarts=0),
+        )
+        emit(
+            {
+                "what": "deep model",
+                "processes": nproc,
+                "users": users,
+                "test_auc": round(result["test_auc"], 4),
+                "samples_per_second": round(result["samples_per_second"]),
+            }
+        )
+
+    x = encode_features(split.train)
+    target = split.train[LABEL].to_numpy()
+    params = {
+        "objective": "binary",
+        "num_leaves": 31,
+        "learning_rate": 0.05,
+        "min_data_in_leaf": 50,
+        "verbosity": -1,
+        "seed": 1,
+        "force_row_wise": True,
+    }
+    for rows in args.rows:
+        reps = -(-rows // len(x))
+        big_x = pd.concat([x] * reps, ignore_index=True).iloc[:rows]
+        big_y = np.tile(target, reps)[:rows]
+        started = time.perf_counter()
+        lgb.train(
+            params,
+            lgb.Dataset(big_x, big_y, categorical_feature=list(CATEGORY_VOCAB)),
+            num_boost_round=200,
+        )
+        emit(
+            {
+                "what": "lightgbm train, 200 rounds",
+                "rows": rows,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+
+    # Wrapper overhead on 1M training rows: the same rows as a feature snapshot.
+    rows = args.rows[0]
+    reps = -(-rows // len(frame))
+    tiled = pd.concat([frame] * reps, ignore_index=True)
+    tiled["user_id"] = np.arange(len(tiled))
+    import pyarrow as pa
+
+    with SnapshotWriter(
+        lake, "features-bench", metadata=Snapshot(features).manifest.metadata
+    ) as writer:
+        writer.append("propensity", pa.Table.from_pandas(tiled, preserve_index=False))
+    from flashsale_ml.tracking import configure
+
+    configure(settings)  # a store that already exists, as in production (no first migration)
+    config = LgbmConfig()
+    tiled_split = time_split(Snapshot(writer.uri).read_pandas("propensity"), seed=1)
+    x_train, x_valid = encode_features(tiled_split.train), encode_features(tiled_split.valid)
+    started = time.perf_counter()
+    train_set = lgb.Dataset(
+        x_train, tiled_split.train[LABEL].to_numpy(), categorical_feature=list(CATEGORY_VOCAB)
+    )
+    lgb.train(
+        lgbm_params(config, 1),
+        train_set,
+        num_boost_round=config.max_rounds,
+        valid_sets=[lgb.Dataset(x_valid, tiled_split.valid[LABEL].to_numpy(), reference=train_set)],
+        callbacks=[
+            lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False)
+        ],
+    )
+    bare = time.perf_counter() - started
+    started = time.perf_counter()
+    train_propensity_lgbm_step(writer.uri, settings, config=config)
+    wrapped = time.perf_counter() - started
+    emit(
+        {
+            "what": "wrapper overhead",
+            "rows": len(tiled),
+            "bare_s": round(bare, 1),
+            "wrapper_with_mlflow_s": round(wrapped, 1),
+            "overhead_pct": round(100 * (wrapped - bare) / bare, 1),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
