@@ -155,7 +155,7 @@ def train_propensity_deep(
     nproc_per_node: int = 2,
     nnodes: int = 1,
     epochs: int | None = None,
-    max_restarts: int = 1,
+    max_restarts: int = 3,
 ) -> dict[str, Any]:
     """Train the DCN-v2 propensity model with DDP under torchrun (gloo on CPU, NCCL on GPU)."""
     from flashsale_ml.training.deep.launch import Launch

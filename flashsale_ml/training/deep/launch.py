@@ -40,7 +40,8 @@ class Launch:
     nnodes: int = 1
     node_rank: int = 0
     rdzv_endpoint: str | None = None  # host:port of the c10d rendezvous for nnodes > 1
-    max_restarts: int = 1
+    # More than one: a restarted gloo group occasionally fails its first reconnect on loopback.
+    max_restarts: int = 3
 
 
 def torchrun_command(launch: Launch, worker_args: list[str]) -> list[str]:
