@@ -7,7 +7,7 @@ purchase-propensity model (registered in the MLflow model registry) and, in para
 DCN-v2 deep model with DistributedDataParallel under torchrun (logged for comparison).
 
 * **Trigger** it from the UI with *Trigger DAG w/ config*: the form asks for the simulated
-  number of users and days.
+  number of users and days, and the deep model's processes per node and epochs.
 * **Where to look**: every run opens one MLflow parent run (named after the Airflow run id) with
   one nested run per step; the trained model is registered as `flashsale-propensity` and gets
   the `challenger` alias (the very first version also becomes `champion`).
