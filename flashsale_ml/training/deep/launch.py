@@ -85,6 +85,7 @@ def train_propensity_deep(
     config: DeepConfig | None = None,
     launch: Launch | None = None,
     extra_env: dict[str, str] | None = None,
+    resume_run_id: str | None = None,
 ) -> dict[str, object]:
     """Train the DCN-v2 propensity model with DDP; returns run id, model URI, test metrics.
 
@@ -113,18 +114,16 @@ def train_propensity_deep(
     }
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
-    run = client.create_run(experiment_id, run_name="train_propensity_deep", tags=tags)
-    run_id = run.info.run_id
-    log_params_flat(
-        run_id,
-        {
-            "deep": config.model_dump(mode="json"),
-            "seed": settings.seed,
-            "launch": launch.__dict__,
-            "rows": rows,
-        },
-    )
-    log_snapshot_input(run_id, features_uri, "propensity")
+    if resume_run_id:
+        # Continue a run that failed (e.g. its node died): same run, same checkpoints.
+        run_id = resume_run_id
+        client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, f"{TAG_PREFIX}resumed", "true")
+    else:
+        run_id = client.create_run(
+            experiment_id, run_name="train_propensity_deep", tags=tags
+        ).info.run_id
+        _log_launch(client, run_id, features_uri, settings, config, launch, rows)
 
     checkpoints = settings.lake_uri + f"/checkpoints/{run_id}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,3 +172,24 @@ def train_propensity_deep(
         "world_size": result["world_size"],
         "backend": result["backend"],
     }
+
+
+def _log_launch(
+    client,
+    run_id: str,
+    features_uri: str,
+    settings: Settings,
+    config: DeepConfig,
+    launch: Launch,
+    rows: int,
+) -> None:
+    log_params_flat(
+        run_id,
+        {
+            "deep": config.model_dump(mode="json"),
+            "seed": settings.seed,
+            "launch": launch.__dict__,
+            "rows": rows,
+        },
+    )
+    log_snapshot_input(run_id, features_uri, "propensity")

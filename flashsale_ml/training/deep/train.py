@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -115,7 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     config = DeepConfig(**json.loads(args.config))
 
     use_cuda = torch.cuda.is_available()
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    # A bounded timeout: a restarted gloo group was seen waiting in its full-mesh connect for
+    # the 30-minute default; failing fast lets torchrun's next restart attempt go through.
+    timeout = timedelta(seconds=float(os.environ.get("FLASHSALE_DIST_TIMEOUT_S", "120")))
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timeout)
     rank, world = dist.get_rank(), dist.get_world_size()
     logging.basicConfig(
         level=logging.INFO,
