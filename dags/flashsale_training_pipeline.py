@@ -3,14 +3,22 @@
 
 Generates (or, later, ingests) a flash-sale dataset, validates it against the contract with
 Great Expectations, builds point-in-time features as of each sale's start, trains the LightGBM
-purchase-propensity model (registered in the MLflow model registry) and, in parallel, the
-DCN-v2 deep model with DistributedDataParallel under torchrun (logged for comparison).
+purchase-propensity model, registers it in the MLflow model registry as the `challenger` and
+judges it against the `champion`; in parallel it trains the DCN-v2 deep model with
+DistributedDataParallel under torchrun (logged for comparison).
 
 * **Trigger** it from the UI with *Trigger DAG w/ config*: the form asks for the simulated
   number of users and days, and the deep model's processes per node and epochs.
 * **Where to look**: every run opens one MLflow parent run (named after the Airflow run id) with
-  one nested run per step; the trained model is registered as `flashsale-propensity` and gets
-  the `challenger` alias (the very first version also becomes `champion`).
+  one nested run per step; the trained model is registered as `flashsale-propensity` with the
+  `challenger` alias.
+* **Promotion** (`promote_model`): both models are scored on the newest sale, which neither was
+  fitted on. The challenger becomes `champion` only if it passed validation and behavioural
+  checks and beats the champion by the configured margin with a paired-bootstrap interval that
+  excludes zero, without losing calibration or AUC in any value tier. The old champion keeps
+  `previous-champion`; `flashsale registry rollback --model propensity` undoes a promotion.
+  The decision and its reasons are on the `promote_model` run and on the version's tags; a
+  rejected challenger is not a failed task.
 * **Storage**: `FLASHSALE_STORAGE_ROOT` (local folder or `s3://`); tasks pass URIs, never data.
 
 Each task imports `flashsale_ml` inside its body and calls exactly one function of
@@ -138,9 +146,16 @@ def flashsale_training_pipeline() -> None:
 
         return steps.register_model(training["run_id"], model_kind="propensity")
 
+    @task
+    def promote_model(registered: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
+        """Champion/challenger gates on the newest holdout; moves aliases only on a pass."""
+        from flashsale_ml import steps
+
+        return steps.promote_model(registered["version"], "propensity", parent_run_id)
+
     @task(retries=0)
     def finish_pipeline(
-        parent_run_id: str, registered: dict[str, Any] | None, deep: dict[str, Any] | None
+        parent_run_id: str, promoted: dict[str, Any] | None, deep: dict[str, Any] | None
     ) -> str:
         """Close the MLflow parent run, FAILED unless every training task succeeded.
 
@@ -149,7 +164,7 @@ def flashsale_training_pipeline() -> None:
         """
         from flashsale_ml import steps
 
-        status = "FINISHED" if registered and deep else "FAILED"
+        status = "FINISHED" if promoted and deep else "FAILED"
         steps.finish_pipeline(parent_run_id, status)
         return status
 
@@ -159,8 +174,9 @@ def flashsale_training_pipeline() -> None:
     features = build_features(raw, parent)
     validated >> features  # never build features from data that failed validation
     registered = register_model(train_propensity(features, parent))
+    promoted = promote_model(registered, parent)
     deep = train_propensity_deep(features, parent)
-    finish_pipeline(parent, registered, deep).as_teardown(setups=parent)
+    finish_pipeline(parent, promoted, deep).as_teardown(setups=parent)
 
 
 flashsale_training_pipeline()

@@ -134,9 +134,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     else:
         result = steps.train_propensity(args.features)
-    if args.register:
+    if args.register or args.promote:
         result["registered"] = steps.register_model(result["run_id"], "propensity")
+    if args.promote:
+        result["promotion"] = steps.promote_model(result["registered"]["version"], "propensity")
     _print(result)
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from flashsale_ml.config import get_settings
+    from flashsale_ml.registry import RegistryError, format_status, rollback, status
+
+    settings = get_settings()
+    try:
+        if args.registry_command == "status":
+            statuses = status(settings, args.model, decisions=args.decisions)
+            if args.json:
+                _print([s.summary() for s in statuses])
+            else:
+                print(format_status(statuses))
+        elif args.registry_command == "rollback":
+            state = rollback(settings, args.model, args.reason)
+            print(
+                f"{state.name}: champion is now version {state.champion} "
+                f"(previous-champion: {state.previous_champion or 'none'})"
+            )
+        else:
+            from flashsale_ml.promote import promote_version
+
+            _print(promote_version(settings, args.model, args.version, features_uri=args.features))
+    except RegistryError as exc:
+        print(f"flashsale registry: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -151,6 +181,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         features = steps.build_features(raw, parent)
         training = steps.train_propensity(features, parent)
         registered = steps.register_model(training["run_id"], "propensity")
+        promotion = steps.promote_model(registered["version"], "propensity", parent)
     except BaseException:
         steps.finish_pipeline(parent, "FAILED")
         raise
@@ -163,6 +194,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             "features_uri": features,
             "training": training,
             "registered": registered,
+            "promotion": promotion,
         }
     )
     return 0
@@ -226,6 +258,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         newest = client.get_model_version(name, str(newest_number))
         training = client.get_run(newest.run_id)
         aliases = ", ".join(newest.aliases) or "none"
+        decision = newest.tags.get("flashsale.promotion.decision", "not decided")
+        reasons = newest.tags.get("flashsale.promotion.reasons", "")
     seconds = time.perf_counter() - started
     experiment_id = training.info.experiment_id
     auc = training.data.metrics.get("test_auc", float("nan"))
@@ -236,12 +270,14 @@ Done in {seconds:.0f} s.
   Training run:      {newest.run_id}
                      test AUC {auc:.3f}, ECE {ece:.3f}
   Registered model:  {name} version {newest.version} (aliases: {aliases})
+  Promotion:         {decision}: {reasons[:300]}
   MLflow store:      {home / "mlflow.db"} + {home / "mlartifacts"}
 
 Look at it:
   make mlflow-ui    then open http://127.0.0.1:5000/#/experiments/{experiment_id}
                     (runs, plots, the registered model under "Models")
   make airflow-ui   then open http://127.0.0.1:8080 (DAG runs and task logs)
+  flashsale registry status   champions, challengers and the last decisions
 """)
     return 0
 
@@ -298,8 +334,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nnodes", type=int, default=1, help="deep model: nodes")
     p.add_argument("--epochs", type=int, default=None, help="deep model: epochs")
     p.add_argument("--features", required=True, help="feature snapshot URI")
-    p.add_argument("--register", action="store_true", help="register the model afterwards")
+    p.add_argument("--register", action="store_true", help="register it as the challenger")
+    p.add_argument(
+        "--promote", action="store_true", help="register it and judge it against the champion"
+    )
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("registry", help="champions, challengers, promotion and rollback")
+    registry = p.add_subparsers(dest="registry_command", required=True)
+    r = registry.add_parser("status", help="aliases, champion history and recent decisions")
+    r.add_argument("--model", default=None, help="name or kind (default: every flashsale model)")
+    r.add_argument("--decisions", type=int, default=5, help="how many recent decisions")
+    r.add_argument("--json", action="store_true")
+    r = registry.add_parser("promote", help="judge a version against the champion and apply")
+    r.add_argument("--model", default="propensity", help="name or kind")
+    r.add_argument("--version", default=None, help="default: the current challenger")
+    r.add_argument("--features", default=None, help="holdout source (default: the version's)")
+    r = registry.add_parser("rollback", help="give champion back to the previous champion")
+    r.add_argument("--model", required=True, help="name (flashsale-propensity) or kind")
+    r.add_argument("--reason", default="manual rollback")
+    p.set_defaults(func=cmd_registry)
 
     p = sub.add_parser("pipeline", help="run all training steps in-process (no Airflow)")
     p.add_argument("--users", type=int, default=None)
@@ -317,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
+    # Our stdout is JSON for scripts; MLflow would print run URLs into it.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     return int(args.func(args) or 0)
 
 

@@ -14,10 +14,46 @@ import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PrimaryMetric = Literal["auc", "log_loss", "brier"]
+
+
+class PromotionGates(BaseModel):
+    """Thresholds of the promotion decision (``FLASHSALE_PROMOTION__<FIELD>`` to override)."""
+
+    model_config = {"frozen": True}
+
+    primary_metric: PrimaryMetric = "auc"
+    min_improvement: float = Field(
+        default=0.001,
+        ge=0.0,
+        description="the challenger's point estimate must be better by at least this much, in "
+        "the primary metric's units (AUC points, or nats of log loss); stops champions "
+        "churning on noise-level gains",
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    bootstrap_samples: int = Field(default=1000, ge=100)
+    ece_tolerance: float = Field(
+        default=0.01, ge=0.0, description="allowed increase of expected calibration error"
+    )
+    segment_auc_tolerance: float = Field(
+        default=0.02, ge=0.0, description="allowed AUC drop within each value tier"
+    )
+    min_segment_rows: int = Field(
+        default=200, ge=1, description="smaller tiers (or tiers with one class) are not gated"
+    )
+    min_auc: float = Field(default=0.6, ge=0.0, le=1.0)
+    max_ece: float = Field(default=0.1, gt=0.0)
+    min_holdout_rows: int = Field(default=500, ge=1)
+    monotone_tolerance: float = Field(
+        default=0.002,
+        ge=0.0,
+        description="how far the mean prediction may fall when a monotone feature rises (noise)",
+    )
 
 
 class Settings(BaseSettings):
@@ -27,7 +63,9 @@ class Settings(BaseSettings):
     ``FLASHSALE_STORAGE_ROOT=s3://lake/flashsale`` or ``FLASHSALE_SEED=7``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="FLASHSALE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="FLASHSALE_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
 
     home: Path = Field(
         default=Path(".flashsale"),
@@ -66,6 +104,10 @@ class Settings(BaseSettings):
         default=0.25, gt=0, description="fail when any key feature's PSI exceeds this"
     )
     duckdb_memory_limit: str = "3GB"
+
+    # Champion/challenger gates, e.g. FLASHSALE_PROMOTION__MIN_IMPROVEMENT=0.005
+    promotion: PromotionGates = Field(default_factory=PromotionGates)
+    registry_lock_timeout_s: float = Field(default=120.0, gt=0)
 
     # Pseudonymisation key for raw user ids (keyed BLAKE2b); set a secret one in production.
     pseudonym_key: str = Field(default="flashsale-dev-key", repr=False)

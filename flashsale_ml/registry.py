@@ -1,14 +1,31 @@
-"""Model registry adapter: register versions with lineage tags and move aliases.
+"""Thin MLflow model-registry adapter: register versions, move aliases, roll back, report.
 
-Aliases, never stages: a new version becomes ``challenger``; ``champion`` is what scoring
-loads (``models:/flashsale-propensity@champion``). The first version of a model kind becomes
-champion directly; later promotions go through the gates of the promotion decision.
+Aliases, never stages. A new version gets ``challenger``; ``champion`` is what scoring loads
+(``models:/flashsale-propensity@champion``); the champion before it keeps
+``previous-champion``, and the registered model's ``flashsale.champion_history`` tag lists
+every champion in order, so a rollback restores the exact previous version, and a second
+rollback the one before that.
+
+Alias moves happen under a lock and only if the champion is still the one the decision was
+made against: two promotions racing for the same model cannot both win against the same
+champion, and the loser re-evaluates against the new one. The lock is a registered model
+(``<name>.promotion-lock``): creating a registered model is an atomic insert with a unique name
+in every MLflow backend, so the registry itself arbitrates without another service.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import os
+import random
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from flashsale_ml.config import Settings
 from flashsale_ml.tracking import TAG_PREFIX, configure
@@ -18,6 +35,37 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous-champion"
+HISTORY_TAG = f"{TAG_PREFIX}champion_history"
+LAST_DECISION_TAG = f"{TAG_PREFIX}last_decision"
+DECISION_TAG = f"{TAG_PREFIX}promotion.decision"
+REASONS_TAG = f"{TAG_PREFIX}promotion.reasons"
+AGAINST_TAG = f"{TAG_PREFIX}promotion.against_version"
+DECISION_RUN_TAG = f"{TAG_PREFIX}promotion.run_id"
+DECIDED_AT_TAG = f"{TAG_PREFIX}promotion.decided_at"
+FITTED_ON_TAG = f"{TAG_PREFIX}fitted_campaigns"
+LOCK_SUFFIX = ".promotion-lock"
+HISTORY_LIMIT = 50
+TAG_VALUE_LIMIT = 5000
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot be carried out; the message says why and what to do."""
+
+
+class StaleDecisionError(RegistryError):
+    """The champion changed between the decision and its application."""
+
+    def __init__(self, name: str, expected: str | None, actual: str | None) -> None:
+        super().__init__(
+            f"{name}: the decision was made against champion {expected or 'none'}, but the "
+            f"champion is now {actual or 'none'}; re-evaluate against the new champion"
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class RegistryLockTimeout(RegistryError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -36,17 +84,73 @@ class RegisteredVersion:
         }
 
 
+@dataclass(frozen=True)
+class AliasState:
+    """Where the aliases of one registered model point, plus the champion history."""
+
+    name: str
+    champion: str | None
+    challenger: str | None
+    previous_champion: str | None
+    history: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _client(settings: Settings):
+    import mlflow
+
+    configure(settings)
+    return mlflow.MlflowClient()
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+def resolve_name(model: str, settings: Settings) -> str:
+    """Accept a registered model name (``flashsale-propensity``) or a kind (``propensity``)."""
+    prefix = f"{settings.registered_model_prefix}-"
+    return model if model.startswith(prefix) else settings.registered_model_name(model)
+
+
+def alias_version(client, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in _error_code(exc) or "INVALID_PARAMETER" in _error_code(exc):
+            return None
+        raise
+
+
+def read_state(client, name: str) -> AliasState:
+    model = client.get_registered_model(name)
+    aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
+    history = json.loads(model.tags.get(HISTORY_TAG, "[]"))
+    return AliasState(
+        name,
+        aliases.get(CHAMPION),
+        aliases.get(CHALLENGER),
+        aliases.get(PREVIOUS_CHAMPION),
+        [str(v) for v in history],
+    )
+
+
 def register_from_run(run_id: str, model_kind: str, settings: Settings) -> RegisteredVersion:
     """Register the model logged by ``run_id`` as a new version of ``flashsale-<kind>``.
 
-    The version carries the run's lineage and test metrics as tags and gets the
-    ``challenger`` alias; when the model has no champion yet it becomes champion too.
+    The version carries the run's lineage (data snapshot, feature snapshot and manifest, code
+    version, config hash, the campaigns it was fitted on), the training run id and its
+    validation and test metrics as tags, and gets the ``challenger`` alias. Whether it becomes
+    champion is the promotion step's decision, never registration's.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    configure(settings)
-    client = mlflow.MlflowClient()
+    client = _client(settings)
     run = client.get_run(run_id)
     model_uri = run.data.tags.get(f"{TAG_PREFIX}model_uri")
     if not model_uri:
@@ -60,13 +164,16 @@ def register_from_run(run_id: str, model_kind: str, settings: Settings) -> Regis
             f"models:/{name}@{CHAMPION}",
         )
     except MlflowException as exc:
-        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+        if "RESOURCE_ALREADY_EXISTS" not in _error_code(exc):
             raise
     lineage = {k: v for k, v in run.data.tags.items() if k.startswith(TAG_PREFIX)}
+    features_uri = lineage.get(f"{TAG_PREFIX}feature_snapshot_uri")
+    if features_uri:
+        lineage[f"{TAG_PREFIX}feature_manifest_uri"] = f"{features_uri}/_manifest.json"
     metrics = {
         f"{TAG_PREFIX}metric.{k}": f"{v:.6g}"
         for k, v in run.data.metrics.items()
-        if k.startswith("test_")
+        if k.startswith(("test_", "valid_"))
     }
     # register_model resolves a LoggedModel URI (models:/m-...) to its source and model id,
     # which a REST registry requires; create_model_version with the bare URI is refused.
@@ -76,17 +183,322 @@ def register_from_run(run_id: str, model_kind: str, settings: Settings) -> Regis
         tags={**lineage, **metrics, f"{TAG_PREFIX}training_run_id": run_id},
     )
     client.set_registered_model_alias(name, CHALLENGER, version.version)
-    aliases = [CHALLENGER]
+    log.info("registered %s version %s as %s", name, version.version, CHALLENGER)
+    return RegisteredVersion(name, str(version.version), (CHALLENGER,), run_id)
+
+
+def lock_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def registry_lock(
+    client,
+    name: str,
+    owner: str | None = None,
+    lease: timedelta = timedelta(minutes=5),
+    timeout_s: float = 120.0,
+) -> Iterator[str]:
+    """Hold the promotion lock of ``name`` (an atomic create of ``<name>.promotion-lock``).
+
+    A lock whose lease has expired (its holder died) is broken. Yields the owner string.
+
+    Raises:
+        RegistryLockTimeout: another holder kept the lock for ``timeout_s`` seconds.
+    """
+    from mlflow.exceptions import MlflowException
+
+    lock_name = f"{name}{LOCK_SUFFIX}"
+    owner = owner or lock_owner()
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        expires = datetime.now(UTC) + lease
+        try:
+            client.create_registered_model(
+                lock_name,
+                tags={
+                    f"{TAG_PREFIX}lock.owner": owner,
+                    f"{TAG_PREFIX}lock.expires_at": expires.isoformat(),
+                    f"{TAG_PREFIX}kind": "lock",
+                },
+                description=f"transient promotion lock of {name}; safe to delete if stale",
+            )
+            break
+        except MlflowException as exc:
+            # ALREADY_EXISTS: held. DOES_NOT_EXIST: released between our insert and the
+            # server's look-up of the holder. Either way, look again.
+            if not any(c in _error_code(exc) for c in ("ALREADY_EXISTS", "DOES_NOT_EXIST")):
+                raise
+        holder = _lock_holder(client, lock_name)
+        if holder and holder[1] < datetime.now(UTC):
+            log.warning("breaking expired promotion lock of %s held by %s", name, holder[0])
+            _delete_quietly(client, lock_name)
+            continue
+        if time.monotonic() > deadline:
+            raise RegistryLockTimeout(
+                f"{name}: promotion lock held by {holder[0] if holder else 'unknown'} for more "
+                f"than {timeout_s:.0f} s; if that process died, delete registered model "
+                f"{lock_name!r}"
+            )
+        time.sleep(delay * (1 + random.random()))
+        delay = min(delay * 2, 1.0)
     try:
-        client.get_model_version_by_alias(name, CHAMPION)
+        yield owner
+    finally:
+        holder = _lock_holder(client, lock_name)
+        if holder and holder[0] == owner:
+            _delete_quietly(client, lock_name)
+
+
+def _lock_holder(client, lock_name: str) -> tuple[str, datetime] | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = client.get_registered_model(lock_name).tags
     except MlflowException:
-        client.set_registered_model_alias(name, CHAMPION, version.version)
-        client.set_model_version_tag(
+        return None
+    expires = tags.get(f"{TAG_PREFIX}lock.expires_at")
+    return tags.get(f"{TAG_PREFIX}lock.owner", "?"), (
+        datetime.fromisoformat(expires) if expires else datetime.max.replace(tzinfo=UTC)
+    )
+
+
+def _delete_quietly(client, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_registered_model(name)
+    except MlflowException as exc:
+        if "DOES_NOT_EXIST" not in _error_code(exc):
+            raise
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= TAG_VALUE_LIMIT else text[: TAG_VALUE_LIMIT - 3] + "..."
+
+
+def apply_decision(
+    settings: Settings,
+    name: str,
+    version: str,
+    expected_champion: str | None,
+    promote: bool,
+    reasons: list[str],
+    decision_run_id: str | None = None,
+) -> AliasState:
+    """Record a decision on the version and, if it promotes, move the aliases.
+
+    Runs under the registry lock and first checks that the champion is still
+    ``expected_champion``. Order of writes on promotion: ``previous-champion`` first, then
+    ``champion`` (the commit point), then the history tag; a crash in between leaves either
+    the old state or a new champion whose predecessor is still reachable.
+
+    Raises:
+        StaleDecisionError: the champion changed since the decision was made.
+    """
+    client = _client(settings)
+    now = datetime.now(UTC).isoformat()
+    with registry_lock(client, name, timeout_s=settings.registry_lock_timeout_s):
+        state = read_state(client, name)
+        if state.champion != expected_champion:
+            raise StaleDecisionError(name, expected_champion, state.champion)
+        verdict = "promoted" if promote else "rejected"
+        for key, value in {
+            DECISION_TAG: verdict,
+            REASONS_TAG: _truncate("; ".join(reasons)),
+            AGAINST_TAG: expected_champion or "none",
+            DECIDED_AT_TAG: now,
+            DECISION_RUN_TAG: decision_run_id or "",
+        }.items():
+            client.set_model_version_tag(name, version, key, value)
+        if promote:
+            history = list(state.history)
+            if state.champion and history[-1:] != [state.champion]:
+                # The champion alias was moved outside flashsale: keep the chain truthful.
+                history.append(state.champion)
+            if state.champion:
+                client.set_registered_model_alias(name, PREVIOUS_CHAMPION, state.champion)
+            client.set_registered_model_alias(name, CHAMPION, version)
+            if state.challenger == version:
+                client.delete_registered_model_alias(name, CHALLENGER)
+            client.set_registered_model_tag(
+                name, HISTORY_TAG, json.dumps([*history, version][-HISTORY_LIMIT:])
+            )
+        client.set_registered_model_tag(
             name,
-            version.version,
-            f"{TAG_PREFIX}promotion",
-            "first version of this model: champion by default",
+            LAST_DECISION_TAG,
+            _truncate(
+                json.dumps(
+                    {
+                        "action": verdict,
+                        "version": version,
+                        "against": expected_champion,
+                        "at": now,
+                        "run_id": decision_run_id,
+                        "reasons": reasons,
+                    }
+                )
+            ),
         )
-        aliases.append(CHAMPION)
-    log.info("registered %s version %s (%s)", name, version.version, ", ".join(aliases))
-    return RegisteredVersion(name, version.version, tuple(aliases), run_id)
+        result = read_state(client, name)
+    log.info("%s version %s %s (champion now %s)", name, version, verdict, result.champion)
+    return result
+
+
+def rollback(settings: Settings, model: str, reason: str = "manual rollback") -> AliasState:
+    """Give ``champion`` back to the previous champion; the rolled-back version is tagged.
+
+    Raises:
+        RegistryError: there is no previous champion to return to.
+    """
+    name = resolve_name(model, settings)
+    client = _client(settings)
+    now = datetime.now(UTC).isoformat()
+    with registry_lock(client, name, timeout_s=settings.registry_lock_timeout_s):
+        state = read_state(client, name)
+        target = state.previous_champion
+        if not target or not state.champion:
+            raise RegistryError(
+                f"{name}: no previous champion to roll back to "
+                f"(champion {state.champion or 'none'}, history {state.history or 'empty'})"
+            )
+        history = state.history or [target, state.champion]
+        position = len(history) - 1 - history[::-1].index(target) if target in history else None
+        before = history[position - 1] if position else None
+        client.set_registered_model_alias(name, CHAMPION, target)
+        if before:
+            client.set_registered_model_alias(name, PREVIOUS_CHAMPION, before)
+        else:
+            client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+        kept = history[: position + 1] if position is not None else [target]
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(kept))
+        client.set_model_version_tag(
+            name, state.champion, f"{TAG_PREFIX}rolled_back_at", f"{now} ({reason})"
+        )
+        client.set_registered_model_tag(
+            name,
+            LAST_DECISION_TAG,
+            json.dumps(
+                {
+                    "action": "rollback",
+                    "version": target,
+                    "from": state.champion,
+                    "at": now,
+                    "reasons": [reason],
+                }
+            ),
+        )
+        result = read_state(client, name)
+    log.info("%s rolled back from %s to %s", name, state.champion, target)
+    return result
+
+
+@dataclass(frozen=True)
+class VersionDecision:
+    version: str
+    decision: str
+    against: str
+    decided_at: str
+    reasons: str
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    state: AliasState
+    versions: int
+    last_decision: dict[str, Any] | None
+    decisions: list[VersionDecision]
+    champion_metrics: dict[str, str]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **self.state.summary(),
+            "versions": self.versions,
+            "last_decision": self.last_decision,
+            "decisions": [asdict(d) for d in self.decisions],
+            "champion_metrics": self.champion_metrics,
+        }
+
+
+def status(settings: Settings, model: str | None = None, decisions: int = 5) -> list[ModelStatus]:
+    """Champions, challengers and the newest decisions of every flashsale model (or one)."""
+    client = _client(settings)
+    if model:
+        names = [resolve_name(model, settings)]
+    else:
+        prefix = f"{settings.registered_model_prefix}-"
+        names = sorted(
+            m.name
+            for m in client.search_registered_models(f"name LIKE '{prefix}%'", max_results=1000)
+            if not m.name.endswith(LOCK_SUFFIX)
+        )
+    out = []
+    for name in names:
+        state = read_state(client, name)
+        versions = client.search_model_versions(f"name = '{name}'", max_results=10_000)
+        decided = sorted(
+            (v for v in versions if DECISION_TAG in v.tags),
+            key=lambda v: v.tags.get(DECIDED_AT_TAG, ""),
+            reverse=True,
+        )[:decisions]
+        champion_metrics: dict[str, str] = {}
+        if state.champion:
+            tags = client.get_model_version(name, state.champion).tags
+            champion_metrics = {
+                k.removeprefix(f"{TAG_PREFIX}metric."): v
+                for k, v in tags.items()
+                if k.startswith(f"{TAG_PREFIX}metric.test_")
+            }
+        model_tags = client.get_registered_model(name).tags
+        out.append(
+            ModelStatus(
+                state,
+                len(versions),
+                json.loads(model_tags[LAST_DECISION_TAG])
+                if LAST_DECISION_TAG in model_tags
+                else None,
+                [
+                    VersionDecision(
+                        str(v.version),
+                        v.tags[DECISION_TAG],
+                        v.tags.get(AGAINST_TAG, ""),
+                        v.tags.get(DECIDED_AT_TAG, ""),
+                        v.tags.get(REASONS_TAG, ""),
+                    )
+                    for v in decided
+                ],
+                champion_metrics,
+            )
+        )
+    return out
+
+
+def format_status(statuses: list[ModelStatus]) -> str:
+    """Plain-text report for ``flashsale registry status``."""
+    if not statuses:
+        return "no flashsale models registered yet"
+    lines = []
+    for s in statuses:
+        st = s.state
+        metrics = ", ".join(f"{k} {v}" for k, v in sorted(s.champion_metrics.items())[:4])
+        lines += [
+            f"{st.name}  ({s.versions} versions)",
+            f"  champion           {st.champion or '-'}" + (f"   [{metrics}]" if metrics else ""),
+            f"  challenger         {st.challenger or '-'}",
+            f"  previous-champion  {st.previous_champion or '-'}",
+            f"  champion history   {' -> '.join(st.history) or '-'}",
+            f"  load with          models:/{st.name}@{CHAMPION}",
+        ]
+        if s.last_decision:
+            d = s.last_decision
+            lines.append(
+                f"  last action        {d.get('action')} v{d.get('version')} at {d.get('at')}"
+            )
+        for d in s.decisions:
+            lines.append(
+                f"  v{d.version:<4} {d.decision:<9} vs {d.against:<5} {d.decided_at[:19]}  "
+                f"{d.reasons[:160]}"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip()

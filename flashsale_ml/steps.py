@@ -175,7 +175,25 @@ def train_propensity_deep(
 def register_model(
     run_id: str, model_kind: str = "propensity", settings: Settings | None = None
 ) -> dict[str, Any]:
-    """Register the run's model as a new version (alias ``challenger``; first one champion)."""
+    """Register the run's model as a new version with the ``challenger`` alias."""
     from flashsale_ml.registry import register_from_run
 
     return register_from_run(run_id, model_kind, settings or get_settings()).summary()
+
+
+def promote_model(
+    version: str,
+    model_kind: str = "propensity",
+    parent_run_id: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Judge a registered version against the champion on the newest holdout; apply the result.
+
+    The decision (promote or not, with every gate's reason) is logged as a ``promote_model``
+    run and as tags on the version; only a passing challenger moves ``champion``.
+    """
+    from flashsale_ml.promote import promote_version
+
+    return promote_version(
+        settings or get_settings(), model_kind, version, parent_run_id=parent_run_id
+    )

@@ -73,8 +73,9 @@ def test_training_pipeline_graph(dagbag_report: dict) -> None:
         "build_features": ["generate_data", "start_pipeline", "validate_data"],
         "train_propensity": ["build_features", "start_pipeline"],
         "register_model": ["train_propensity"],
+        "promote_model": ["register_model", "start_pipeline"],
         "train_propensity_deep": ["build_features", "start_pipeline"],
-        "finish_pipeline": ["register_model", "start_pipeline", "train_propensity_deep"],
+        "finish_pipeline": ["promote_model", "start_pipeline", "train_propensity_deep"],
     }
     # A teardown runs after failures too but does not decide the DAG run's state.
     assert dag["tasks"]["finish_pipeline"]["is_teardown"] is True

@@ -78,6 +78,10 @@ def train_propensity_lgbm_step(
         f"{TAG_PREFIX}feature_snapshot_uri": features_uri,
         f"{TAG_PREFIX}feature_snapshot_id": feature_snapshot_id,
         f"{TAG_PREFIX}test_campaigns": ",".join(split.campaigns["test"]),
+        # What the model was fitted or early-stopped on: promotion never evaluates there.
+        f"{TAG_PREFIX}fitted_campaigns": ",".join(
+            sorted({*split.campaigns["train"], *split.campaigns["valid"]})
+        ),
     }
     with step_run(settings, "train_propensity_lgbm", parent_run_id, tags) as run:
         run_id = run.info.run_id

@@ -21,11 +21,19 @@ def _figure(title: str):
 
 
 def roc_figure(y_true: ArrayLike, y_prob: ArrayLike, label: str = "model"):
+    return roc_curves_figure(y_true, {label: y_prob})
+
+
+def roc_curves_figure(
+    y_true: ArrayLike, scores: Mapping[str, ArrayLike], title: str = "ROC curve (test window)"
+):
+    """One ROC curve per model on the same rows (e.g. champion vs challenger on the holdout)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    fpr, tpr, _ = roc_curve(y_true, y_prob)
-    fig, ax = _figure("ROC curve (test window)")
-    ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y_true, y_prob):.3f})")
+    fig, ax = _figure(title)
+    for label, y_prob in scores.items():
+        fpr, tpr, _ = roc_curve(y_true, y_prob)
+        ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y_true, y_prob):.3f})")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
@@ -81,4 +89,21 @@ def curves_figure(history: Mapping[str, Sequence[float]], title: str, ylabel: st
     ax.set_xlabel("iteration / epoch")
     ax.set_ylabel(ylabel)
     ax.legend()
+    return fig
+
+
+def bootstrap_figure(
+    distribution: ArrayLike, point: float, low: float, high: float, metric: str, margin: float
+):
+    """Paired bootstrap distribution of challenger − champion with its interval and zero."""
+    fig, ax = _figure(f"Challenger − champion: {metric} (paired bootstrap)")
+    ax.hist(np.asarray(distribution), bins=40, color="#4c72b0", alpha=0.8)
+    ax.axvline(0.0, color="black", lw=1, label="no difference")
+    if margin:
+        ax.axvline(margin, color="grey", ls=":", label=f"margin {margin:g}")
+    ax.axvline(point, color="#c44e52", label=f"observed {point:+.4f}")
+    ax.axvspan(low, high, color="#c44e52", alpha=0.15, label=f"interval {low:+.4f}..{high:+.4f}")
+    ax.set_xlabel(f"{metric} gain of the challenger (positive = better)")
+    ax.set_ylabel("replicates")
+    ax.legend(loc="upper left", fontsize=8)
     return fig

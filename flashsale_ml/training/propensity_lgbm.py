@@ -46,6 +46,10 @@ class LgbmConfig(BaseModel):
     # default keeps weights at 1 and relies on early stopping on log loss; raise it to reweight.
     scale_pos_weight: float = Field(default=1.0, gt=0)
     num_threads: int = Field(default=0, ge=0, description="0 = LightGBM's default")
+    # Business prior: a deeper discount never makes a purchase less likely. The depth varies
+    # only between sales, so without the constraint a tree can learn a spurious falling
+    # relation from a handful of campaigns; the promotion gate checks the same property.
+    monotone_increasing: tuple[str, ...] = ("discount_depth",)
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,13 @@ def lgbm_params(config: LgbmConfig, seed: int) -> dict[str, object]:
     }
     if config.num_threads:
         params["num_threads"] = config.num_threads
+    unknown = sorted(set(config.monotone_increasing) - set(FEATURES))
+    if unknown:
+        raise ValueError(f"monotone_increasing names unknown feature(s) {unknown}")
+    if config.monotone_increasing:
+        params["monotone_constraints"] = [
+            1 if name in config.monotone_increasing else 0 for name in FEATURES
+        ]
     return params
 
 

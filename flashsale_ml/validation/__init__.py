@@ -3,7 +3,8 @@
 from flashsale_ml.validation.report import (
     DataValidationError,
     ValidationReport,
+    latest_validation,
     validate_snapshot,
 )
 
-__all__ = ["DataValidationError", "ValidationReport", "validate_snapshot"]
+__all__ = ["DataValidationError", "ValidationReport", "latest_validation", "validate_snapshot"]

@@ -129,6 +129,24 @@ def _load_reference(lake: ObjectStore, dataset: str) -> dict[str, Any] | None:
         return None
 
 
+def latest_validation(snapshot_uri: str) -> dict[str, Any] | None:
+    """The newest full validation report of a snapshot, as stored next to the data.
+
+    Only reports of runs over every table count: a run limited to some tables cannot vouch
+    for the snapshot. Returns ``None`` when the snapshot was never validated.
+    """
+    lake_root, dataset = _dataset_of(snapshot_uri)
+    snapshot_id = snapshot_uri.rstrip("/").rsplit("/", 1)[-1]
+    lake = open_store(lake_root)
+    prefix = f"validation/{dataset}/{snapshot_id}/"
+    reports = sorted(k for k in lake.list(prefix) if k.endswith("/report.json"))
+    for key in reversed(reports):  # run folders are UTC timestamps: newest last
+        payload = json.loads(lake.read_bytes(key))
+        if payload.get("complete", True):
+            return {**payload, "report_uri": lake.uri(key)}
+    return None
+
+
 def validate_snapshot(
     snapshot_uri: str,
     tables: list[str] | None = None,
@@ -243,6 +261,7 @@ def validate_snapshot(
     payload = {
         "snapshot_uri": snapshot_uri,
         "success": report.success,
+        "complete": tables is None,
         "code_version": code_version(),
         "validated_at": run_ts.isoformat(),
         "engines": engines,

@@ -73,6 +73,7 @@ def test_dag_run_succeeded_with_every_task(pipeline_run: dict) -> None:
             "train_propensity",
             "train_propensity_deep",
             "register_model",
+            "promote_model",
             "finish_pipeline",
         )
     }
@@ -88,14 +89,20 @@ def test_registered_model_has_lineage_and_sane_metrics(
     mlflow.set_tracking_uri(pipeline_run["server"].url)
     client = mlflow.MlflowClient()
     champion = client.get_model_version_by_alias("flashsale-propensity", "champion")
-    challenger = client.get_model_version_by_alias("flashsale-propensity", "challenger")
-    assert champion.version == challenger.version == "1"
+    assert champion.version == "1"
+    # The first version passed the absolute gates; once champion it is no longer a challenger.
+    assert champion.tags["flashsale.promotion.decision"] == "promoted"
+    assert "challenger" not in champion.aliases
     for tag in (
         "data_snapshot_id",
         "feature_snapshot_uri",
+        "feature_manifest_uri",
+        "fitted_campaigns",
         "code_version",
         "config_hash",
         "training_run_id",
+        "metric.test_auc",
+        "metric.valid_auc",
     ):
         assert champion.tags.get(f"flashsale.{tag}"), f"version lacks lineage tag {tag}"
 
@@ -127,7 +134,10 @@ def test_registered_model_has_lineage_and_sane_metrics(
         "build_features",
         "train_propensity_lgbm",
         "train_propensity_deep",
+        "promote_model",
     }
+    promote_run = next(c for c in children if c.data.tags["flashsale.step"] == "promote_model")
+    assert promote_run.info.run_id == champion.tags["flashsale.promotion.run_id"]
     deep_run = next(c for c in children if c.data.tags["flashsale.step"] == "train_propensity_deep")
     assert deep_run.info.status == "FINISHED"
     # Tiny data here (one training sale): check the mechanics; quality is tested elsewhere.

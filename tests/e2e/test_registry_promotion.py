@@ -1,0 +1,291 @@
+"""Champion/challenger promotion, rollback, races and alias-based scoring against a real
+``mlflow server`` process (SQLite backend, local artifact store) over HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flashsale_ml.config import Settings
+from flashsale_ml.datasets import Snapshot
+from flashsale_ml.devstack import MlflowServer
+from flashsale_ml.features import build_features
+from flashsale_ml.registry import (
+    AGAINST_TAG,
+    DECISION_RUN_TAG,
+    DECISION_TAG,
+    LOCK_SUFFIX,
+    StaleDecisionError,
+    apply_decision,
+    read_state,
+    registry_lock,
+)
+from flashsale_ml.simulation import SimulationConfig, simulate
+from flashsale_ml.storage import open_store
+from flashsale_ml.training.pipeline import train_propensity_lgbm_step
+from flashsale_ml.training.propensity_lgbm import LgbmConfig
+from flashsale_ml.validation import validate_snapshot
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+WEAK = LgbmConfig(max_rounds=3, num_leaves=2, early_stopping_rounds=3)
+STRONG = LgbmConfig()
+STUMP = LgbmConfig(max_rounds=1, num_leaves=2, early_stopping_rounds=1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A real MLflow server and a validated feature snapshot of a simulated shop."""
+    work = tmp_path_factory.mktemp("registry")
+    lake_uri = (work / "lake").as_uri()
+    with MlflowServer(work, work / "mlflow.db", str(work / "artifacts")) as server:
+        base = Settings(home=work / "home", storage_root=lake_uri, mlflow_tracking_uri=server.url)
+        world = simulate(SimulationConfig(users=5_000, days=28, seed=21), open_store(lake_uri))
+        validate_snapshot(world.raw_uri, settings=base)
+        features_uri = build_features(world.raw_uri, open_store(lake_uri))
+        yield {"server": server, "base": base, "features_uri": features_uri, "work": work}
+
+
+def settings_for(stack: dict, prefix: str, **overrides) -> Settings:
+    """An isolated registered-model namespace per test on the shared server."""
+    return stack["base"].model_copy(update={"registered_model_prefix": prefix, **overrides})
+
+
+def train_and_register(stack: dict, settings: Settings, config: LgbmConfig) -> str:
+    from flashsale_ml import steps
+
+    run = train_propensity_lgbm_step(stack["features_uri"], settings, config=config)
+    return steps.register_model(run.run_id, "propensity", settings)["version"]
+
+
+def promote(settings: Settings, version: str) -> dict:
+    from flashsale_ml import steps
+
+    return steps.promote_model(version, "propensity", settings=settings)
+
+
+def client(settings: Settings):
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    return mlflow.MlflowClient()
+
+
+def test_champion_challenger_lifecycle(stack: dict, capsys: pytest.CaptureFixture) -> None:
+    from flashsale_ml.cli import main
+    from flashsale_ml.scoring import AliasScorer, load_predictor
+
+    settings = settings_for(stack, "life")
+    name = "life-propensity"
+    mlflow_client = client(settings)
+    with Snapshot(stack["features_uri"]) as snap:
+        frame = snap.read_pandas("propensity").head(500)
+
+    # 1. The first version becomes champion once it passes the absolute gates.
+    v1 = train_and_register(stack, settings, WEAK)
+    assert read_state(mlflow_client, name).champion is None  # registration never promotes
+    first = promote(settings, v1)
+    assert first["promoted"], first["reasons"]
+    assert first["reasons"][0] == "first model of this kind: absolute gates passed"
+    scorer = AliasScorer("propensity", settings)
+    before = scorer.score(frame)
+    assert before.version == v1
+
+    # 2. A clearly better challenger is promoted; the old champion stays reachable.
+    v2 = train_and_register(stack, settings, STRONG)
+    assert read_state(mlflow_client, name).challenger == v2
+    second = promote(settings, v2)
+    assert second["promoted"], second["reasons"]
+    assert second["against"] == v1 and second["difference_ci_low"] > 0
+    state = read_state(mlflow_client, name)
+    assert (state.champion, state.previous_champion, state.challenger) == (v2, v1, None)
+    assert state.history == [v1, v2]
+
+    # Scoring code picks up the new champion without a code change or a restart.
+    after = scorer.score(frame)
+    assert after.version == v2
+    direct = load_predictor(f"models:/{name}/{v2}")(frame)
+    np.testing.assert_allclose(after.scores, direct)
+    assert not np.allclose(after.scores, before.scores)
+
+    # The decision is on the MLflow run (tags, metrics, reasons, plots) and on the version.
+    version_tags = mlflow_client.get_model_version(name, v2).tags
+    assert version_tags[DECISION_TAG] == "promoted" and version_tags[AGAINST_TAG] == v1
+    decision_run = mlflow_client.get_run(version_tags[DECISION_RUN_TAG])
+    assert decision_run.data.tags["flashsale.promotion.decision"] == "promoted"
+    assert decision_run.data.metrics["difference"] == pytest.approx(second["difference"], abs=1e-6)
+    artifacts = {a.path for a in mlflow_client.list_artifacts(decision_run.info.run_id, "plots")}
+    assert artifacts == {"plots/roc_holdout.png", "plots/bootstrap_difference.png"}
+    logged = json.loads(
+        Path(
+            mlflow_client.download_artifacts(
+                decision_run.info.run_id, "promotion/decision.json", str(stack["work"])
+            )
+        ).read_text()
+    )
+    assert logged["promote"] is True and {g["name"] for g in logged["gates"]} >= {
+        "holdout",
+        "data",
+        "behaviour",
+        "primary",
+        "calibration",
+        "segments",
+    }
+
+    # 3. An identical retrain is statistically indistinguishable: not promoted, reason kept.
+    v3 = train_and_register(stack, settings, STRONG)
+    third = promote(settings, v3)
+    assert not third["promoted"]
+    assert any(r.startswith("primary: not significantly better") for r in third["reasons"])
+    assert read_state(mlflow_client, name).champion == v2
+    tags = mlflow_client.get_model_version(name, v3).tags
+    assert (
+        tags[DECISION_TAG] == "rejected"
+        and "not significantly better" in tags["flashsale.promotion.reasons"]
+    )
+
+    # 4. A worse challenger is not promoted either.
+    v4 = train_and_register(stack, settings, STUMP)
+    fourth = promote(settings, v4)
+    assert not fourth["promoted"]
+    assert any(r.startswith("primary: worse") for r in fourth["reasons"]), fourth["reasons"]
+    assert read_state(mlflow_client, name).champion == v2
+
+    # 5. `flashsale registry status` shows aliases and decisions; rollback restores v1 exactly.
+    import os
+
+    env = {
+        "FLASHSALE_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "FLASHSALE_REGISTERED_MODEL_PREFIX": "life",
+        "FLASHSALE_STORAGE_ROOT": settings.lake_uri,
+        "FLASHSALE_HOME": str(settings.home),
+    }
+    old_env = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        assert main(["registry", "status", "--model", "propensity"]) == 0
+        report = capsys.readouterr().out
+        assert f"champion           {v2}" in report
+        assert f"previous-champion  {v1}" in report
+        assert f"v{v4:<4} rejected  vs {v2}" in report
+        assert main(["registry", "rollback", "--model", name]) == 0
+        assert f"champion is now version {v1}" in capsys.readouterr().out
+        # Nothing left to roll back to: a clear error, not a traceback.
+        assert main(["registry", "rollback", "--model", name]) == 2
+        assert "no previous champion" in capsys.readouterr().err
+    finally:
+        for key, value in old_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    state = read_state(mlflow_client, name)
+    assert (state.champion, state.previous_champion, state.history) == (v1, None, [v1])
+    assert "flashsale.rolled_back_at" in mlflow_client.get_model_version(name, v2).tags
+    assert scorer.score(frame).version == v1
+
+
+def test_a_decision_against_a_replaced_champion_is_refused(stack: dict) -> None:
+    settings = settings_for(stack, "stale")
+    v1 = train_and_register(stack, settings, WEAK)
+    assert promote(settings, v1)["promoted"]
+    v2 = train_and_register(stack, settings, STRONG)
+    assert promote(settings, v2)["promoted"]
+    stale = "made against champion 1, but the champion is now 2"
+    with pytest.raises(StaleDecisionError, match=stale):
+        apply_decision(settings, "stale-propensity", v2, v1, True, ["decided against v1"])
+    assert read_state(client(settings), "stale-propensity").champion == v2
+
+
+def test_the_registry_lock_serialises_read_modify_write(stack: dict) -> None:
+    settings = settings_for(stack, "lock")
+    mlflow_client = client(settings)
+    name = "lock-counter"
+    mlflow_client.create_registered_model(name, tags={"count": "0"})
+    errors: list[BaseException] = []
+
+    def increment(worker: int) -> None:
+        try:
+            with registry_lock(client(settings), name, owner=f"worker-{worker}", timeout_s=60):
+                count = int(client(settings).get_registered_model(name).tags["count"])
+                time.sleep(0.05)  # widen the window a lost update would need
+                client(settings).set_registered_model_tag(name, "count", str(count + 1))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=increment, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert mlflow_client.get_registered_model(name).tags["count"] == "6"
+    assert not mlflow_client.search_registered_models(f"name = '{name}{LOCK_SUFFIX}'")
+
+
+def test_racing_promotions_leave_consistent_aliases(stack: dict) -> None:
+    """Two processes promote two better challengers at once; the history must stay a chain."""
+    settings = settings_for(stack, "race")
+    name = "race-propensity"
+    v1 = train_and_register(stack, settings, WEAK)
+    assert promote(settings, v1)["promoted"]
+    contenders = [
+        train_and_register(stack, settings, STRONG),
+        train_and_register(stack, settings.model_copy(update={"seed": 1234}), STRONG),
+    ]
+    env = {
+        **__import__("os").environ,
+        "FLASHSALE_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "FLASHSALE_REGISTERED_MODEL_PREFIX": "race",
+        "FLASHSALE_STORAGE_ROOT": settings.lake_uri,
+        "FLASHSALE_HOME": str(settings.home),
+    }
+    racers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flashsale_ml.cli",
+                "--log-level",
+                "WARNING",
+                "registry",
+                "promote",
+                "--model",
+                name,
+                "--version",
+                version,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for version in contenders
+    ]
+    outcomes = []
+    for racer in racers:
+        out, err = racer.communicate(timeout=300)
+        assert racer.returncode == 0, err[-3000:]
+        outcomes.append(json.loads(out))
+
+    mlflow_client = client(settings)
+    state = read_state(mlflow_client, name)
+    promoted = [o["version"] for o in outcomes if o["promoted"]]
+    assert promoted, outcomes  # both beat v1, so at least the first to apply wins
+    assert state.history == [v1, *promoted], (state, outcomes)
+    assert state.champion == state.history[-1]
+    assert state.previous_champion == state.history[-2]
+    # Each promotion was decided against the champion it actually replaced.
+    for before, after in zip(state.history, state.history[1:], strict=False):
+        assert mlflow_client.get_model_version(name, after).tags[AGAINST_TAG] == before
+    for outcome in outcomes:
+        tags = mlflow_client.get_model_version(name, outcome["version"]).tags
+        assert tags[DECISION_TAG] == ("promoted" if outcome["promoted"] else "rejected")
+    assert not mlflow_client.search_registered_models(f"name = '{name}{LOCK_SUFFIX}'")

@@ -1,0 +1,308 @@
+"""The promotion decision as a pure function: gates, bootstrap, value tiers, behaviour checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from flashsale_ml.config import PromotionGates, get_settings
+from flashsale_ml.promotion import (
+    CheckResult,
+    HoldoutWindow,
+    ModelEvaluation,
+    _RankedScores,
+    behavioural_checks,
+    decide_promotion,
+    paired_bootstrap,
+    row_digest,
+    value_tiers,
+)
+
+N = 6_000
+GATES = PromotionGates(bootstrap_samples=300)
+
+
+@pytest.fixture(scope="module")
+def world() -> dict[str, np.ndarray]:
+    """Outcomes drawn from known probabilities, so the 'true' scorer is the best possible."""
+    rng = np.random.default_rng(5)
+    signal = rng.normal(size=N)
+    truth = 1 / (1 + np.exp(-(-2.0 + 1.5 * signal)))
+    labels = (rng.random(N) < truth).astype(int)
+    noisy = 1 / (1 + np.exp(-(-2.0 + 1.5 * (signal + rng.normal(scale=1.5, size=N)) / 1.8)))
+    monetary = np.where(rng.random(N) < 0.6, 0.0, rng.lognormal(3, 1, N))
+    return {"truth": truth, "labels": labels, "noisy": noisy, "monetary": monetary}
+
+
+def window(campaign: str = "fs-20260301-04", rows: int = N, digest: str = "d1") -> HoldoutWindow:
+    as_of = "2026-03-01T19:00:00+00:00"
+    return HoldoutWindow("20260301T000000Z-feat", (campaign,), as_of, rows, digest)
+
+
+def evaluation(world: dict, scores: np.ndarray, name: str, **overrides) -> ModelEvaluation:
+    fields = {
+        "model": name,
+        "holdout": window(),
+        "fitted_on": frozenset({"fs-20260208-01", "fs-20260215-02"}),
+        "labels": world["labels"],
+        "scores": scores,
+        "segments": value_tiers(world["monetary"]),
+        "behaviour": (CheckResult("row_order", True, "ok"),),
+        "data_validated": True,
+    } | overrides
+    return ModelEvaluation(**fields)
+
+
+def failed_gates(decision) -> set[str]:
+    return {g.name for g in decision.gates if not g.passed}
+
+
+def test_weighted_auc_matches_sklearn_with_ties_and_repeats() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500).astype(float)
+    scores = np.round(rng.random(500) + 0.3 * y, 1)  # coarse: many ties
+    ranked = _RankedScores(y, scores)
+    assert ranked.auc(np.ones(500)) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    counts = rng.integers(0, 4, 500)  # a bootstrap weight vector = rows repeated
+    repeated = np.repeat(np.arange(500), counts)
+    assert ranked.auc(counts.astype(float)) == pytest.approx(
+        roc_auc_score(y[repeated], scores[repeated]), abs=1e-12
+    )
+
+
+def test_better_challenger_is_promoted_with_its_evidence(world: dict) -> None:
+    decision = decide_promotion(
+        evaluation(world, world["truth"], "m/2"),
+        evaluation(world, world["noisy"], "m/1"),
+        GATES,
+        seed=1,
+    )
+    assert decision.promote, decision.reasons
+    assert decision.bootstrap.low > 0
+    assert decision.metrics["difference"] == pytest.approx(
+        roc_auc_score(world["labels"], world["truth"])
+        - roc_auc_score(world["labels"], world["noisy"])
+    )
+    assert any(r.startswith("primary: better") for r in decision.reasons)
+
+
+def test_worse_challenger_is_rejected_as_worse(world: dict) -> None:
+    decision = decide_promotion(
+        evaluation(world, world["noisy"], "m/2"),
+        evaluation(world, world["truth"], "m/1"),
+        GATES,
+        seed=1,
+    )
+    assert not decision.promote
+    assert "primary" in failed_gates(decision)
+    assert any(r.startswith("primary: worse") for r in decision.reasons)
+
+
+def test_indistinguishable_challengers_are_not_promoted(world: dict) -> None:
+    rng = np.random.default_rng(9)
+    # A retrain that differs only by tiny noise: the interval straddles zero.
+    jitter = np.clip(world["truth"] + rng.normal(scale=0.01, size=N), 0, 1)
+    for challenger in (world["truth"].copy(), jitter):
+        decision = decide_promotion(
+            evaluation(world, challenger, "m/2"),
+            evaluation(world, world["truth"], "m/1"),
+            GATES,
+            seed=1,
+        )
+        assert not decision.promote
+        assert failed_gates(decision) == {"primary"}, decision.reasons
+        assert decision.bootstrap.low <= 0 <= decision.bootstrap.high
+
+
+def test_margin_must_be_met_even_when_significant(world: dict) -> None:
+    strict = GATES.model_copy(update={"min_improvement": 0.5})
+    decision = decide_promotion(
+        evaluation(world, world["truth"], "m/2"),
+        evaluation(world, world["noisy"], "m/1"),
+        strict,
+        seed=1,
+    )
+    assert not decision.promote and failed_gates(decision) == {"primary"}
+
+
+def test_log_loss_as_primary_metric(world: dict) -> None:
+    gates = GATES.model_copy(update={"primary_metric": "log_loss"})
+    better = decide_promotion(
+        evaluation(world, world["truth"], "m/2"),
+        evaluation(world, world["noisy"], "m/1"),
+        gates,
+        seed=1,
+    )
+    worse = decide_promotion(
+        evaluation(world, world["noisy"], "m/2"),
+        evaluation(world, world["truth"], "m/1"),
+        gates,
+        seed=1,
+    )
+    assert better.promote and not worse.promote
+    assert better.metrics["difference"] > 0 > worse.metrics["difference"]
+
+
+def test_holdout_seen_in_training_is_refused(world: dict) -> None:
+    leaked = evaluation(
+        world, world["truth"], "m/2", fitted_on=frozenset({"fs-20260301-04", "fs-20260222-03"})
+    )
+    decision = decide_promotion(leaked, evaluation(world, world["noisy"], "m/1"), GATES, seed=1)
+    assert not decision.promote
+    assert failed_gates(decision) == {"holdout"}
+    assert "trained or early-stopped on holdout campaign(s) ['fs-20260301-04']" in "".join(
+        decision.reasons
+    )
+    unknown = evaluation(world, world["truth"], "m/2", fitted_on=None)
+    assert "holdout" in failed_gates(decide_promotion(unknown, None, GATES, seed=1))
+
+
+def test_models_on_different_holdouts_are_not_compared(world: dict) -> None:
+    other = evaluation(world, world["noisy"], "m/1", holdout=window(digest="d2"))
+    decision = decide_promotion(evaluation(world, world["truth"], "m/2"), other, GATES, seed=1)
+    assert "holdout" in failed_gates(decision)
+    assert any("different holdouts" in r for r in decision.reasons)
+
+
+def test_unvalidated_data_and_failed_behaviour_block_promotion(world: dict) -> None:
+    champion = evaluation(world, world["noisy"], "m/1")
+    unvalidated = evaluation(world, world["truth"], "m/2", data_validated=False)
+    assert failed_gates(decide_promotion(unvalidated, champion, GATES, seed=1)) == {"data"}
+    misbehaving = evaluation(
+        world,
+        world["truth"],
+        "m/2",
+        behaviour=(CheckResult("monotone:discount_depth", False, "largest fall 0.03"),),
+    )
+    decision = decide_promotion(misbehaving, champion, GATES, seed=1)
+    assert failed_gates(decision) == {"behaviour"}
+    assert "monotone:discount_depth: largest fall 0.03" in decision.reasons[0]
+
+
+def test_first_model_needs_only_the_absolute_gates(world: dict) -> None:
+    first = decide_promotion(evaluation(world, world["noisy"], "m/1"), None, GATES, seed=1)
+    assert first.promote
+    assert first.reasons[0] == "first model of this kind: absolute gates passed"
+    assert {g.name for g in first.gates} == {"holdout", "data", "behaviour", "absolute"}
+    coin = np.random.default_rng(3).random(N)
+    useless = decide_promotion(evaluation(world, coin, "m/1"), None, GATES, seed=1)
+    assert not useless.promote and failed_gates(useless) == {"absolute"}
+
+
+def test_calibration_regression_blocks_an_otherwise_better_model(world: dict) -> None:
+    logit = np.log(world["truth"] / (1 - world["truth"]))
+    overconfident = 1 / (1 + np.exp(-(3.0 * logit + 2.0)))  # same ranking, badly calibrated
+    decision = decide_promotion(
+        evaluation(world, overconfident, "m/2"),
+        evaluation(world, world["noisy"], "m/1"),
+        GATES,
+        seed=1,
+    )
+    assert failed_gates(decision) == {"calibration", "absolute"} or failed_gates(decision) == {
+        "calibration"
+    }
+    assert decision.metrics["challenger_ece"] > decision.metrics["champion_ece"] + 0.01
+
+
+def test_segment_regression_blocks_promotion(world: dict) -> None:
+    tiers = value_tiers(world["monetary"])
+    rng = np.random.default_rng(4)
+    # Better everywhere except the high-value tier, where it ranks at random.
+    mixed = np.where(tiers == "high", rng.random(N) * 0.3, world["truth"])
+    decision = decide_promotion(
+        evaluation(world, mixed, "m/2"),
+        evaluation(world, world["noisy"], "m/1"),
+        GATES,
+        seed=1,
+    )
+    assert "segments" in failed_gates(decision)
+    assert any(r.startswith("segments: high AUC") for r in decision.reasons)
+
+
+def test_value_tiers_shares_and_never_buyers() -> None:
+    spend = np.r_[np.zeros(600), np.arange(1, 401, dtype=float)]
+    tiers = value_tiers(spend)
+    assert (tiers[:600] == "low").all()
+    assert (tiers == "high").sum() == 200  # top 20 %
+    assert (tiers == "mid").sum() == 200  # 50-80th percentile
+    assert tiers[spend.argmax()] == "high"
+    assert value_tiers(np.array([])).size == 0
+
+
+def test_bootstrap_validates_inputs() -> None:
+    with pytest.raises(ValueError, match="align"):
+        y, short, long = np.array([0, 1]), np.array([0.1]), np.array([0.2, 0.3])
+        paired_bootstrap(y, short, long, "auc", 100, 0.95, 1)
+    with pytest.raises(ValueError, match="only one class"):
+        paired_bootstrap(np.ones(3), np.full(3, 0.5), np.full(3, 0.5), "auc", 100, 0.95, 1)
+
+
+def test_bootstrap_is_deterministic_for_a_seed(world: dict) -> None:
+    args = (world["labels"], world["truth"], world["noisy"], "auc", 200, 0.95)
+    a, b = paired_bootstrap(*args, seed=7), paired_bootstrap(*args, seed=7)
+    assert (a.low, a.high) == (b.low, b.high)
+    assert paired_bootstrap(*args, seed=8).low != a.low
+
+
+def test_row_digest_depends_on_rows_and_order() -> None:
+    keys = pd.DataFrame({"campaign_id": ["c"] * 3, "user_id": ["u1", "u2", "u3"]})
+    assert row_digest(keys) == row_digest(keys.copy())
+    assert row_digest(keys) != row_digest(keys.iloc[::-1])
+    assert row_digest(keys) != row_digest(keys.iloc[:2])
+
+
+def _frame(n: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    return pd.DataFrame({"x": rng.normal(size=n), "discount_depth": 0.3})
+
+
+def _well_behaved(frame: pd.DataFrame) -> np.ndarray:
+    return 1 / (1 + np.exp(-(frame["x"].to_numpy() + frame["discount_depth"].to_numpy())))
+
+
+@pytest.mark.parametrize(
+    ("predict", "failing"),
+    [
+        (_well_behaved, set()),
+        # depends on the batch: rank within the frame, not the row's own features
+        (
+            lambda f: f["x"].rank(pct=True).to_numpy() * 0 + np.arange(len(f)) / len(f),
+            {"row_order"},
+        ),
+        # reads every numeric column, so a new column changes the score
+        (
+            lambda f: (
+                _well_behaved(f) * 0.5
+                + 0.01 * f.select_dtypes("number").sum(axis=1).clip(-1, 1).to_numpy()
+            ),
+            {"irrelevant_columns"},
+        ),
+        # a deeper discount lowers the purchase probability
+        (
+            lambda f: 1 / (1 + np.exp(-(f["x"].to_numpy() - 3 * f["discount_depth"].to_numpy()))),
+            {"monotone:discount_depth"},
+        ),
+    ],
+)
+def test_behavioural_checks_catch_each_fault(predict, failing: set[str]) -> None:
+    results = behavioural_checks(
+        predict, _frame(), seed=0, monotone_increasing={"discount_depth": (0.0, 0.3, 0.6)}
+    )
+    assert {r.name for r in results} == {
+        "row_order",
+        "irrelevant_columns",
+        "monotone:discount_depth",
+    }
+    assert {r.name for r in results if not r.passed} == failing
+
+
+def test_gates_are_configured_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLASHSALE_PROMOTION__MIN_IMPROVEMENT", "0.005")
+    monkeypatch.setenv("FLASHSALE_PROMOTION__PRIMARY_METRIC", "log_loss")
+    gates = get_settings().promotion
+    assert gates.min_improvement == 0.005 and gates.primary_metric == "log_loss"
+    monkeypatch.setenv("FLASHSALE_PROMOTION__PRIMARY_METRIC", "accuracy")
+    with pytest.raises(ValueError, match="primary_metric"):
+        get_settings()
