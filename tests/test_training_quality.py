@@ -65,3 +65,29 @@ def test_online_shoppers_cv_and_time_forward(tmp_path: Path) -> None:
     assert result.time_forward_rows["test"] > 3_000
     # Calibration on the shifted (holiday) season is reported, and not absurd.
     assert 0 <= result.time_forward["ece"] < 0.1
+
+
+def test_staged_curves_equal_lightgbms_own_per_round_metrics() -> None:
+    import lightgbm as lgb
+    import pandas as pd
+
+    from flashsale_ml.training.propensity_lgbm import staged_curves
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(3_000, 4)), columns=list("abcd"))
+    y = (rng.random(3_000) < 1 / (1 + np.exp(-2 * x["a"]))).astype(float)
+    recorded: dict = {}
+    data = lgb.Dataset(x, y)
+    booster = lgb.train(
+        {"objective": "binary", "metric": ["binary_logloss", "auc"], "verbosity": -1},
+        data,
+        num_boost_round=25,
+        valid_sets=[lgb.Dataset(x, y, reference=data)],
+        valid_names=["rows"],
+        callbacks=[lgb.record_evaluation(recorded)],
+    )
+    curves = staged_curves(booster, x, y)
+    np.testing.assert_allclose(
+        curves["binary_logloss"], recorded["rows"]["binary_logloss"], atol=1e-9
+    )
+    np.testing.assert_allclose(curves["auc"], recorded["rows"]["auc"], atol=1e-9)

@@ -28,6 +28,7 @@ CATEGORY_VOCAB: dict[str, tuple[str, ...]] = {
 }
 FEATURES: tuple[str, ...] = (*USER_FEATURES, *CATEGORY_VOCAB, *SALE_FEATURES)
 TRAIN_EVAL_SAMPLE = 100_000
+CURVE_SAMPLE = 20_000
 
 
 class LgbmConfig(BaseModel):
@@ -71,18 +72,31 @@ class TrainedPropensityModel:
 
 
 def encode_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """The model's input matrix: numeric features plus categoricals as stable integer codes."""
+    """The model's input matrix: numeric features plus categoricals as stable integer codes.
+
+    One float64 block (codes are small integers, exact in float64; an unknown value is -1,
+    which LightGBM treats as missing): LightGBM reads it without a copy, where a mixed
+    int/float frame cost two full copies (about 11 s at ten million rows).
+    """
     missing = [c for c in FEATURES if c not in frame.columns]
     if missing:
         raise ValueError(f"propensity features: missing column(s) {missing}")
-    out = frame.loc[:, list(FEATURES)].copy()
-    for column, vocab in CATEGORY_VOCAB.items():
-        lookup = {value: code for code, value in enumerate(vocab)}
-        out[column] = out[column].map(lookup).fillna(-1).astype("int32")
-    for column in out.columns:
-        if column not in CATEGORY_VOCAB:
-            out[column] = out[column].astype("float64")
-    return out
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    matrix = np.empty((len(frame), len(FEATURES)), dtype="float64", order="F")
+    for position, column in enumerate(FEATURES):
+        values = frame[column]
+        if column in CATEGORY_VOCAB:
+            # Arrow's vectorised look-up: 20-30x faster than Series.map or a Categorical on
+            # Arrow-backed strings.
+            codes = pc.index_in(
+                pa.array(values, from_pandas=True), pa.array(CATEGORY_VOCAB[column])
+            )
+            matrix[:, position] = np.asarray(codes.fill_null(-1), dtype="float64")
+        else:
+            matrix[:, position] = values.to_numpy(dtype="float64", na_value=np.nan)
+    return pd.DataFrame(matrix, columns=list(FEATURES), index=frame.index, copy=False)
 
 
 def time_split(frame: pd.DataFrame, seed: int) -> TimeSplit:
@@ -141,6 +155,26 @@ def lgbm_params(config: LgbmConfig, seed: int) -> dict[str, object]:
     return params
 
 
+def staged_curves(booster, x: pd.DataFrame, y: np.ndarray) -> dict[str, list[float]]:
+    """Log loss and AUC after every boosting round, exactly, from per-tree raw scores.
+
+    Adding one tree's raw output per round costs about one prediction pass in total, instead
+    of LightGBM evaluating the rows inside every training round.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    matrix = x.to_numpy(dtype="float64")
+    raw = np.zeros(len(matrix))
+    curves: dict[str, list[float]] = {"binary_logloss": [], "auc": []}
+    both_classes = 0 < y.sum() < len(y)
+    for round_index in range(booster.current_iteration()):
+        raw += booster.predict(matrix, start_iteration=round_index, num_iteration=1, raw_score=True)
+        p = np.clip(1.0 / (1.0 + np.exp(-raw)), 1e-15, 1 - 1e-15)
+        curves["binary_logloss"].append(float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))))
+        curves["auc"].append(float(roc_auc_score(y, raw)) if both_classes else float("nan"))
+    return curves
+
+
 def train_propensity_lgbm(
     split: TimeSplit, config: LgbmConfig, seed: int
 ) -> TrainedPropensityModel:
@@ -153,20 +187,18 @@ def train_propensity_lgbm(
     categorical = list(CATEGORY_VOCAB)
     train_set = lgb.Dataset(x_train, y_train, categorical_feature=categorical, free_raw_data=False)
     valid_set = lgb.Dataset(x_valid, y_valid, categorical_feature=categorical, reference=train_set)
-    # Train-side curves and metrics on a fixed sample: evaluating the full training set every
-    # round cost more than half of LightGBM's own training time at a million rows.
+    # Train-side metrics on a fixed sample, and its learning curve computed after training:
+    # evaluating even a sample of the training set every round cost a third of LightGBM's
+    # own training time at a million rows.
     sample = np.random.default_rng(seed).permutation(len(x_train))[:TRAIN_EVAL_SAMPLE]
     x_train_eval, y_train_eval = x_train.iloc[sample], y_train[sample]
-    train_eval_set = lgb.Dataset(
-        x_train_eval, y_train_eval, categorical_feature=categorical, reference=train_set
-    )
     evals: dict[str, dict[str, list[float]]] = {}
     booster = lgb.train(
         params,
         train_set,
         num_boost_round=config.max_rounds,
-        valid_sets=[train_eval_set, valid_set],
-        valid_names=["train", "valid"],
+        valid_sets=[valid_set],
+        valid_names=["valid"],
         callbacks=[
             lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False),
             lgb.record_evaluation(evals),
@@ -180,6 +212,9 @@ def train_propensity_lgbm(
     }
     labels = {"train": y_train_eval, "valid": y_valid, "test": y_test}
     metrics = {name: binary_metrics(labels[name], p) for name, p in predictions.items()}
+    evals["train"] = staged_curves(
+        booster, x_train_eval.iloc[:CURVE_SAMPLE], y_train_eval[:CURVE_SAMPLE]
+    )
     history = {
         f"curve_{split_name}_{metric}": values
         for split_name, by_metric in evals.items()
