@@ -176,13 +176,17 @@ class _RankedScores:
         ordered = scores[self.order]
         new_group = np.r_[True, ordered[1:] != ordered[:-1]]
         self.group_starts = np.flatnonzero(new_group)
+        self.has_ties = len(self.group_starts) < len(ordered)
 
     def auc(self, weights: np.ndarray) -> float:
         w = weights[self.order]
         positives = w * self.labels
         negatives = w - positives
-        neg_per_group = np.add.reduceat(negatives, self.group_starts)
-        pos_per_group = np.add.reduceat(positives, self.group_starts)
+        if self.has_ties:
+            neg_per_group = np.add.reduceat(negatives, self.group_starts)
+            pos_per_group = np.add.reduceat(positives, self.group_starts)
+        else:  # every score distinct (the usual case): each row is its own group
+            neg_per_group, pos_per_group = negatives, positives
         neg_below = np.cumsum(neg_per_group) - neg_per_group
         # A positive beats every negative with a lower score and half of those tied with it.
         wins = float((pos_per_group * (neg_below + 0.5 * neg_per_group)).sum())
@@ -363,8 +367,9 @@ def _holdout_gate(
         problems.append(
             f"models scored on different holdouts ({holdout.key} vs {champion.holdout.key})"
         )
+    scored = "both scored" if champion is not None else "scored"
     detail = "; ".join(problems) or (
-        f"both scored on {holdout.rows} rows of {','.join(holdout.campaign_ids)} "
+        f"{scored} on {holdout.rows} rows of {','.join(holdout.campaign_ids)} "
         f"(features {holdout.feature_snapshot_id}), unseen in training"
     )
     return CheckResult("holdout", not problems, detail)

@@ -62,14 +62,16 @@ def failed_gates(decision) -> set[str]:
 def test_weighted_auc_matches_sklearn_with_ties_and_repeats() -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 500).astype(float)
-    scores = np.round(rng.random(500) + 0.3 * y, 1)  # coarse: many ties
-    ranked = _RankedScores(y, scores)
-    assert ranked.auc(np.ones(500)) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
-    counts = rng.integers(0, 4, 500)  # a bootstrap weight vector = rows repeated
-    repeated = np.repeat(np.arange(500), counts)
-    assert ranked.auc(counts.astype(float)) == pytest.approx(
-        roc_auc_score(y[repeated], scores[repeated]), abs=1e-12
-    )
+    continuous = rng.random(500) + 0.3 * y
+    for scores in (np.round(continuous, 1), continuous):  # many ties; none (the fast path)
+        ranked = _RankedScores(y, scores)
+        assert ranked.has_ties == (len(np.unique(scores)) < 500)
+        assert ranked.auc(np.ones(500)) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+        counts = rng.integers(0, 4, 500)  # a bootstrap weight vector = rows repeated
+        repeated = np.repeat(np.arange(500), counts)
+        assert ranked.auc(counts.astype(float)) == pytest.approx(
+            roc_auc_score(y[repeated], scores[repeated]), abs=1e-12
+        )
 
 
 def test_better_challenger_is_promoted_with_its_evidence(world: dict) -> None:
