@@ -102,9 +102,13 @@ def evaluate_version(
     version: str,
     holdout: Holdout,
     seed: int,
-    with_behaviour: bool,
+    as_challenger: bool,
 ) -> ModelEvaluation:
-    """Score one registered version on the holdout (and check its behaviour if asked)."""
+    """Score one registered version on the holdout.
+
+    A challenger is also put through the behavioural checks and its training data's
+    validation is looked up; the champion passed both when it was promoted.
+    """
     from flashsale_ml.scoring import load_predictor
 
     model_version = client.get_model_version(name, version)
@@ -118,7 +122,7 @@ def evaluate_version(
             f"{name} version {version} cannot score holdout {holdout.window.key}: {exc}"
         ) from exc
     behaviour = ()
-    if with_behaviour:
+    if as_challenger:
         sample = holdout.frame.sample(
             n=min(BEHAVIOUR_SAMPLE_ROWS, len(holdout.frame)), random_state=seed
         ).reset_index(drop=True)
@@ -131,7 +135,11 @@ def evaluate_version(
         scores=scores,
         segments=holdout.segments,
         behaviour=behaviour,
-        data_validated=_training_data_validated(tags.get(f"{TAG_PREFIX}feature_snapshot_uri")),
+        data_validated=(
+            _training_data_validated(tags.get(f"{TAG_PREFIX}feature_snapshot_uri"))
+            if as_challenger
+            else None
+        ),
     )
 
 
@@ -242,8 +250,8 @@ def promote_version(
     for attempt in range(1, max_attempts + 1):
         champion_version = alias_version(client, name, CHAMPION)
         if champion_version == version:
-            return {"name": name, "version": version, "promoted": False, "champion": version,
-                    "reasons": [f"version {version} is already the champion"]}  # fmt: skip
+            reasons = [f"version {version} is already the champion"]
+            return {"name": name, "version": version, "promoted": False, "reasons": reasons}
         champion = (
             evaluate_version(client, name, champion_version, holdout, settings.seed, False)
             if champion_version

@@ -71,7 +71,8 @@ class ModelEvaluation:
         scores: predicted probabilities, aligned with ``labels``.
         segments: value tier (``high``/``mid``/``low``) of each row.
         behaviour: results of the behavioural checks (may be empty for a champion).
-        data_validated: whether the model's training data passed validation.
+        data_validated: whether the model's training data passed validation (``None``: not
+            looked up, as for a champion; a challenger needs ``True``).
     """
 
     model: str
@@ -81,7 +82,7 @@ class ModelEvaluation:
     scores: np.ndarray
     segments: np.ndarray
     behaviour: tuple[CheckResult, ...] = ()
-    data_validated: bool = True
+    data_validated: bool | None = True
 
     def metrics(self) -> dict[str, float]:
         """AUC, PR-AUC, log loss, Brier and ECE overall and AUC per value tier."""
@@ -399,7 +400,7 @@ def decide_promotion(
     results.append(
         CheckResult(
             "data",
-            challenger.data_validated,
+            bool(challenger.data_validated),
             "training data passed validation"
             if challenger.data_validated
             else "no passing validation report for the challenger's training data",
