@@ -215,6 +215,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from flashsale_ml.config import get_settings
     from flashsale_ml.devstack import MlflowServer, _bin
+    from flashsale_ml.registry import DECISION_TAG, REASONS_TAG
 
     settings = get_settings()
     home = settings.resolved_home
@@ -258,8 +259,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         newest = client.get_model_version(name, str(newest_number))
         training = client.get_run(newest.run_id)
         aliases = ", ".join(newest.aliases) or "none"
-        decision = newest.tags.get("flashsale.promotion.decision", "not decided")
-        reasons = newest.tags.get("flashsale.promotion.reasons", "")
+        decision = newest.tags.get(DECISION_TAG, "not decided")
+        reasons = newest.tags.get(REASONS_TAG, "")
     seconds = time.perf_counter() - started
     experiment_id = training.info.experiment_id
     auc = training.data.metrics.get("test_auc", float("nan"))

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from flashsale_ml.config import PrimaryMetric, PromotionGates
-from flashsale_ml.training.metrics import binary_metrics
+from flashsale_ml.training.metrics import binary_metrics, check_binary_inputs
 
 ArrayLikeFloat = Sequence[float] | np.ndarray | pd.Series
 VALUE_TIERS = ("high", "mid", "low")
@@ -244,8 +244,8 @@ def paired_bootstrap(
         raise ValueError(
             f"labels and both score arrays must align, got {y.shape}, {a.shape}, {b.shape}"
         )
-    binary_metrics(y, a)  # validates labels, probabilities and that both classes are present
-    binary_metrics(y, b)
+    check_binary_inputs(y, a, both_classes=True)
+    check_binary_inputs(y, b, both_classes=True)
     n = len(y)
     rng = np.random.default_rng(seed)
     if metric == "auc":

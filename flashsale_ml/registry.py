@@ -278,6 +278,11 @@ def _truncate(text: str) -> str:
     return text if len(text) <= TAG_VALUE_LIMIT else text[: TAG_VALUE_LIMIT - 3] + "..."
 
 
+def _record_last_action(client, name: str, action: dict[str, Any]) -> None:
+    """The registered model's ``last_decision`` tag: a promotion, rejection or rollback."""
+    client.set_registered_model_tag(name, LAST_DECISION_TAG, _truncate(json.dumps(action)))
+
+
 def apply_decision(
     settings: Settings,
     name: str,
@@ -325,21 +330,17 @@ def apply_decision(
             client.set_registered_model_tag(
                 name, HISTORY_TAG, json.dumps([*history, version][-HISTORY_LIMIT:])
             )
-        client.set_registered_model_tag(
+        _record_last_action(
+            client,
             name,
-            LAST_DECISION_TAG,
-            _truncate(
-                json.dumps(
-                    {
-                        "action": verdict,
-                        "version": version,
-                        "against": expected_champion,
-                        "at": now,
-                        "run_id": decision_run_id,
-                        "reasons": reasons,
-                    }
-                )
-            ),
+            {
+                "action": verdict,
+                "version": version,
+                "against": expected_champion,
+                "at": now,
+                "run_id": decision_run_id,
+                "reasons": reasons,
+            },
         )
         result = read_state(client, name)
     log.info("%s version %s %s (champion now %s)", name, version, verdict, result.champion)
@@ -376,18 +377,16 @@ def rollback(settings: Settings, model: str, reason: str = "manual rollback") ->
         client.set_model_version_tag(
             name, state.champion, f"{TAG_PREFIX}rolled_back_at", f"{now} ({reason})"
         )
-        client.set_registered_model_tag(
+        _record_last_action(
+            client,
             name,
-            LAST_DECISION_TAG,
-            json.dumps(
-                {
-                    "action": "rollback",
-                    "version": target,
-                    "from": state.champion,
-                    "at": now,
-                    "reasons": [reason],
-                }
-            ),
+            {
+                "action": "rollback",
+                "version": target,
+                "from": state.champion,
+                "at": now,
+                "reasons": [reason],
+            },
         )
         result = read_state(client, name)
     log.info("%s rolled back from %s to %s", name, state.champion, target)

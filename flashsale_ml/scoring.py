@@ -1,8 +1,8 @@
 """Score with registered models, loaded by alias only (``models:/flashsale-propensity@champion``).
 
 A long-running scorer resolves the alias on every call (one small registry request) and keeps
-the loaded model per version, so a promotion or a rollback reaches scoring without a code
-change or a restart, and an unchanged champion is not downloaded again.
+the model of the version it last loaded, so a promotion or a rollback reaches scoring without a
+code change or a restart, and an unchanged champion is not downloaded again.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from flashsale_ml.config import Settings
-from flashsale_ml.registry import CHAMPION, resolve_name
+from flashsale_ml.registry import CHAMPION, RegistryError, alias_version, resolve_name
 from flashsale_ml.tracking import configure
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,18 @@ class AliasScorer:
         self._loaded: dict[str, Predictor] = {}
 
     def current_version(self) -> str:
+        """The version the alias points to now.
+
+        Raises:
+            RegistryError: the alias is not set (e.g. no model of this kind was promoted yet).
+        """
         import mlflow
 
         configure(self.settings)
-        return str(mlflow.MlflowClient().get_model_version_by_alias(self.name, self.alias).version)
+        version = alias_version(mlflow.MlflowClient(), self.name, self.alias)
+        if version is None:
+            raise RegistryError(f"{self.name} has no {self.alias!r} alias: nothing to score with")
+        return version
 
     def score(self, frame: pd.DataFrame) -> Scores:
         version = self.current_version()

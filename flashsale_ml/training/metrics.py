@@ -6,7 +6,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 
-def _check_binary_inputs(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def check_binary_inputs(
+    y_true: ArrayLike, y_prob: ArrayLike, both_classes: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 labels and probabilities as float arrays, or a ValueError saying what is wrong."""
     y = np.asarray(y_true, dtype=float)
     p = np.asarray(y_prob, dtype=float)
     if y.ndim != 1 or p.ndim != 1 or len(y) != len(p):
@@ -17,6 +20,8 @@ def _check_binary_inputs(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[np.ndarr
         raise ValueError("y_true must contain only 0 and 1")
     if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
         raise ValueError("y_prob must be probabilities in [0, 1] without NaN")
+    if both_classes and y.min() == y.max():
+        raise ValueError("only one class present in y_true; AUC is undefined")
     return y, p
 
 
@@ -35,7 +40,7 @@ def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, bins: int =
         Naeini, Cooper & Hauskrecht (2015), "Obtaining Well Calibrated Probabilities Using
         Bayesian Binning", AAAI.
     """
-    y, p = _check_binary_inputs(y_true, y_prob)
+    y, p = check_binary_inputs(y_true, y_prob)
     order = np.argsort(p, kind="stable")
     ece = 0.0
     for chunk in np.array_split(order, min(bins, len(p))):
@@ -53,9 +58,7 @@ def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike) -> dict[str, float]:
     """
     from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-    y, p = _check_binary_inputs(y_true, y_prob)
-    if y.min() == y.max():
-        raise ValueError("only one class present in y_true; AUC is undefined")
+    y, p = check_binary_inputs(y_true, y_prob, both_classes=True)
     return {
         "auc": float(roc_auc_score(y, p)),
         "pr_auc": float(average_precision_score(y, p)),
