@@ -13,7 +13,7 @@ from flashsale_ml.loaders import ingest
 from flashsale_ml.simulation import SimulationConfig, simulate
 from flashsale_ml.simulation.oracle import oracle_scores
 from flashsale_ml.storage import open_store
-from flashsale_ml.training.metrics import binary_metrics, expected_calibration_error
+from flashsale_ml.training.metrics import binary_metrics, expected_calibration_error, roc_auc
 from flashsale_ml.training.propensity_lgbm import LgbmConfig, time_split, train_propensity_lgbm
 from flashsale_ml.training.sessions_lgbm import evaluate_sessions
 from tests.conftest import shared_data
@@ -91,3 +91,62 @@ def test_staged_curves_equal_lightgbms_own_per_round_metrics() -> None:
         curves["binary_logloss"], recorded["rows"]["binary_logloss"], atol=1e-9
     )
     np.testing.assert_allclose(curves["auc"], recorded["rows"]["auc"], atol=1e-9)
+
+
+@pytest.mark.parametrize("distinct_scores", [7, 1000, None])
+def test_binary_metrics_equal_scikit_learn(distinct_scores: int | None) -> None:
+    """The one-sort metrics agree with scikit-learn, with and without tied scores."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+    rng = np.random.default_rng(distinct_scores or 0)
+    n = 20_000
+    p = rng.beta(1, 12, n)
+    if distinct_scores:  # quantized scores: many ties, as from a small tree ensemble
+        p = np.round(p * distinct_scores) / distinct_scores
+    y = (rng.random(n) < p * 1.5).astype(int)
+    got = binary_metrics(y, p)
+    assert got["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert roc_auc(y, np.log(p + 1e-3) - 7) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert got["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert got["log_loss"] == pytest.approx(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7)), abs=1e-12)
+    assert got["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+    assert got["ece"] == pytest.approx(expected_calibration_error(y, p), abs=1e-15)
+    assert got["positive_rate"] == pytest.approx(y.mean())
+
+
+def test_valid_metrics_read_from_lightgbm_equal_a_prediction_at_the_best_round() -> None:
+    """Validation metrics come from LightGBM's per-round record: the right round is read."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from flashsale_ml.training.propensity_lgbm import (
+        CATEGORY_VOCAB,
+        FEATURES,
+        TimeSplit,
+        encode_features,
+    )
+
+    rng = np.random.default_rng(5)
+
+    def campaign(n: int) -> pd.DataFrame:
+        frame = pd.DataFrame({c: rng.normal(size=n) for c in FEATURES if c not in CATEGORY_VOCAB})
+        for column, vocab in CATEGORY_VOCAB.items():
+            frame[column] = rng.choice(vocab, n)
+        logit = frame["events_7d"] - 3 + 0.5 * (frame["arm"] != "control")
+        frame["label_purchase"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+        return frame
+
+    split = TimeSplit(campaign(4_000), campaign(2_000), campaign(2_000), {})
+    model = train_propensity_lgbm(
+        split,
+        LgbmConfig(learning_rate=0.3, early_stopping_rounds=5, max_rounds=400),
+        seed=1,
+    )
+    # early stopping acted: LightGBM evaluated rounds past the best one (and dropped them)
+    assert len(model.history["curve_valid_auc"]) > model.best_iteration
+    p = model.booster.predict(encode_features(split.valid), num_iteration=model.best_iteration)
+    y = split.valid["label_purchase"].to_numpy()
+    assert model.metrics["valid"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-9)
+    assert model.metrics["valid"]["log_loss"] == pytest.approx(
+        binary_metrics(y, p)["log_loss"], abs=1e-9
+    )

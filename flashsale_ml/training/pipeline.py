@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from flashsale_ml.config import Settings
 from flashsale_ml.datasets import Snapshot
@@ -16,9 +19,10 @@ from flashsale_ml.tracking import (
 )
 from flashsale_ml.training.propensity_lgbm import (
     CATEGORY_VOCAB,
+    FEATURES,
+    TRAINING_COLUMNS,
     LgbmConfig,
-    encode_features,
-    time_split,
+    encoded_time_split,
     train_propensity_lgbm,
 )
 
@@ -33,9 +37,19 @@ class TrainingResult:
     run_id: str
     model_uri: str
     metrics: dict[str, float]
+    # Wall seconds per phase (read, train, log): where a slow run spent its time.
+    durations: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:
         return {"run_id": self.run_id, "model_uri": self.model_uri, **self.metrics}
+
+
+@contextmanager
+def _timed(durations: dict[str, float], phase: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    durations[phase] = round(time.perf_counter() - started, 3)
+    log.info("%s took %.1f s", phase, durations[phase])
 
 
 def _pinned_requirements() -> list[str]:
@@ -59,17 +73,23 @@ def train_propensity_lgbm_step(
     """
     import mlflow
     import mlflow.lightgbm
+    import pandas as pd
     from mlflow.models import infer_signature
 
     from flashsale_ml.training import plots
 
     config = config or LgbmConfig()
-    with Snapshot(features_uri) as snapshot:
-        frame = snapshot.read_pandas("propensity")
+    durations: dict[str, float] = {}
+    with _timed(durations, "read_features"), Snapshot(features_uri) as snapshot:
+        # Only what the model and the split read (ids and the revenue label stay on disk),
+        # straight from Arrow into the model matrices.
+        table = snapshot.read_table("propensity", columns=list(TRAINING_COLUMNS))
         raw_snapshot_id = snapshot.manifest.metadata.get("input_snapshot_id")
         feature_snapshot_id = snapshot.snapshot_id
-    split = time_split(frame, settings.seed)
-    model = train_propensity_lgbm(split, config, settings.seed)
+        split = encoded_time_split(table, settings.seed)
+        del table
+    with _timed(durations, "train_and_evaluate"):
+        model = train_propensity_lgbm(split, config, settings.seed)
 
     tags = {
         f"{TAG_PREFIX}model_kind": MODEL_KIND,
@@ -83,7 +103,8 @@ def train_propensity_lgbm_step(
             sorted({*split.campaigns["train"], *split.campaigns["valid"]})
         ),
     }
-    with step_run(settings, "train_propensity_lgbm", parent_run_id, tags) as run:
+    log_phase = _timed(durations, "log_to_mlflow")
+    with log_phase, step_run(settings, "train_propensity_lgbm", parent_run_id, tags) as run:
         run_id = run.info.run_id
         log_params_flat(
             run_id,
@@ -93,20 +114,21 @@ def train_propensity_lgbm_step(
                 "split": split.campaigns,
                 "best_iteration": model.best_iteration,
                 "rows": {
-                    "train": len(split.train),
-                    "valid": len(split.valid),
-                    "test": len(split.test),
+                    "train": len(split.y["train"]),
+                    "valid": len(split.y["valid"]),
+                    "test": len(split.y["test"]),
                 },
             },
         )
         flat = {
             f"{name}_{k}": v for name, values in model.metrics.items() for k, v in values.items()
         }
+        flat |= {f"duration_{phase}_s": seconds for phase, seconds in durations.items()}
         log_metrics_batch(run_id, flat, history=model.history)
 
         log_snapshot_input(run_id, features_uri, "propensity")
 
-        x_example = encode_features(split.test.head(5))
+        x_example = pd.DataFrame(split.x["test"][:5], columns=list(FEATURES))
         signature = infer_signature(x_example, model.booster.predict(x_example))
         info = mlflow.lightgbm.log_model(
             model.booster,
@@ -134,9 +156,10 @@ def train_propensity_lgbm_step(
             ),
         }.items():
             mlflow.log_figure(fig, f"plots/{name}")
+            plots.close(fig)
         mlflow.log_dict(
             dict(zip(model.booster.feature_name(), importance.tolist(), strict=True)),
             "feature_importance.json",
         )
     test_metrics = {f"test_{k}": v for k, v in model.metrics["test"].items()}
-    return TrainingResult(run_id, info.model_uri, test_metrics)
+    return TrainingResult(run_id, info.model_uri, test_metrics, durations)

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
 from flashsale_ml.contract import CONTROL_ARM, DEVICE_TYPES, PROMO_TYPES, REGIONS
 from flashsale_ml.features.build import LABEL, SALE_FEATURES, USER_FEATURES
-from flashsale_ml.training.metrics import binary_metrics
+from flashsale_ml.training.metrics import binary_metrics, roc_auc
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ CATEGORY_VOCAB: dict[str, tuple[str, ...]] = {
     "arm": (CONTROL_ARM, *PROMO_TYPES),
 }
 FEATURES: tuple[str, ...] = (*USER_FEATURES, *CATEGORY_VOCAB, *SALE_FEATURES)
+# The columns training reads from a feature snapshot: split keys, features and the label.
+TRAINING_COLUMNS: tuple[str, ...] = ("campaign_id", "as_of", *FEATURES, LABEL)
 TRAIN_EVAL_SAMPLE = 100_000
 CURVE_SAMPLE = 20_000
 
@@ -61,6 +65,17 @@ class TimeSplit:
     campaigns: dict[str, list[str]]
 
 
+@dataclass(frozen=True)
+class EncodedSplit:
+    """What LightGBM trains on, per part (train / valid / test): the float64 feature matrix
+    (columns ``FEATURES``) and the labels. No frames, so large runs hold one copy of the data.
+    """
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    campaigns: dict[str, list[str]]
+
+
 @dataclass
 class TrainedPropensityModel:
     booster: object
@@ -81,9 +96,6 @@ def encode_features(frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in FEATURES if c not in frame.columns]
     if missing:
         raise ValueError(f"propensity features: missing column(s) {missing}")
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     matrix = np.empty((len(frame), len(FEATURES)), dtype="float64", order="F")
     for position, column in enumerate(FEATURES):
         values = frame[column]
@@ -99,6 +111,36 @@ def encode_features(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(matrix, columns=list(FEATURES), index=frame.index, copy=False)
 
 
+def _split_positions(
+    campaign_ids: pa.ChunkedArray | pa.Array, as_of: pa.ChunkedArray | pa.Array, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Row positions of each part: train on older campaigns, validate on the second newest,
+    test on the newest; with two campaigns, validate on a seeded 20 % of the older one."""
+    starts = (
+        pa.table({"campaign_id": campaign_ids, "as_of": as_of})
+        .group_by("campaign_id")
+        .aggregate([("as_of", "min")])
+        .sort_by([("as_of_min", "ascending"), ("campaign_id", "ascending")])
+    )
+    order = starts["campaign_id"].to_pylist()
+    if len(order) < 2:
+        raise ValueError(
+            f"need features for at least two campaigns for a time-based split, got {order}"
+        )
+    rank = np.asarray(pc.index_in(campaign_ids, pa.array(order, pa.string())))
+    test = np.flatnonzero(rank == len(order) - 1)
+    if len(order) >= 3:
+        train = np.flatnonzero(rank < len(order) - 2)
+        valid = np.flatnonzero(rank == len(order) - 2)
+        parts = {"train": order[:-2], "valid": [order[-2]], "test": [order[-1]]}
+    else:
+        older = np.flatnonzero(rank == 0)
+        in_valid = np.random.default_rng(seed).random(len(older)) < 0.2
+        train, valid = older[~in_valid], older[in_valid]
+        parts = {"train": [order[0]], "valid": [order[0]], "test": [order[-1]]}
+    return {"train": train, "valid": valid, "test": test}, parts
+
+
 def time_split(frame: pd.DataFrame, seed: int) -> TimeSplit:
     """Train on older campaigns, validate on the second newest, test on the newest.
 
@@ -107,22 +149,58 @@ def time_split(frame: pd.DataFrame, seed: int) -> TimeSplit:
     Raises:
         ValueError: fewer than two campaigns, so no out-of-time test set exists.
     """
-    order = frame.groupby("campaign_id")["as_of"].min().sort_values().index.tolist()
-    if len(order) < 2:
-        raise ValueError(
-            f"need features for at least two campaigns for a time-based split, got {order}"
-        )
-    test = frame[frame.campaign_id == order[-1]]
-    if len(order) >= 3:
-        train = frame[frame.campaign_id.isin(order[:-2])]
-        valid = frame[frame.campaign_id == order[-2]]
-        parts = {"train": order[:-2], "valid": [order[-2]], "test": [order[-1]]}
-    else:
-        older = frame[frame.campaign_id == order[0]]
-        in_valid = np.random.default_rng(seed).random(len(older)) < 0.2
-        train, valid = older[~in_valid], older[in_valid]
-        parts = {"train": [order[0]], "valid": [order[0]], "test": [order[-1]]}
+    positions, parts = _split_positions(
+        pa.array(frame["campaign_id"], pa.string()), pa.array(frame["as_of"]), seed
+    )
+    train, valid, test = (frame.iloc[positions[name]] for name in ("train", "valid", "test"))
     return TimeSplit(train, valid, test, parts)
+
+
+def encode_split(split: TimeSplit) -> EncodedSplit:
+    """The matrices and labels of a split of frames."""
+    parts = {"train": split.train, "valid": split.valid, "test": split.test}
+    return EncodedSplit(
+        x={name: encode_features(frame).to_numpy() for name, frame in parts.items()},
+        y={name: frame[LABEL].to_numpy(dtype="float64") for name, frame in parts.items()},
+        campaigns=split.campaigns,
+    )
+
+
+def encoded_time_split(table: pa.Table, seed: int) -> EncodedSplit:
+    """:func:`time_split` and :func:`encode_features` in one pass over an Arrow table.
+
+    Each column is written once, straight from Arrow, into one float64 matrix whose rows are
+    ordered train, valid, test; the parts are views of it. Feature snapshots store rows
+    campaign by campaign, so the order usually needs no gather at all. The frame path made
+    four copies of the data (pandas conversion, split, one encoding per part); this makes one.
+
+    Raises:
+        ValueError: a feature column is missing, or fewer than two campaigns.
+    """
+    missing = [c for c in (*FEATURES, LABEL, "campaign_id", "as_of") if c not in table.schema.names]
+    if missing:
+        raise ValueError(f"propensity features: missing column(s) {missing}")
+    positions, parts = _split_positions(table["campaign_id"], table["as_of"], seed)
+    names = ("train", "valid", "test")
+    rows = np.concatenate([positions[name] for name in names])
+    in_place = len(rows) == table.num_rows and bool(np.all(rows[1:] > rows[:-1]))
+
+    def column(values: pa.ChunkedArray, vocab: tuple[str, ...] | None) -> np.ndarray:
+        if vocab is not None:
+            values = pc.index_in(values, pa.array(vocab)).fill_null(-1)
+        dense = np.asarray(values.to_numpy(), dtype="float64")  # nulls arrive as NaN
+        return dense if in_place else dense[rows]
+
+    matrix = np.empty((len(rows), len(FEATURES)), dtype="float64", order="F")
+    for position, name in enumerate(FEATURES):
+        matrix[:, position] = column(table[name], CATEGORY_VOCAB.get(name))
+    labels = column(table[LABEL], None)
+    bounds = np.cumsum([0, *(len(positions[name]) for name in names)])
+    return EncodedSplit(
+        x={name: matrix[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)},
+        y={name: labels[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)},
+        campaigns=parts,
+    )
 
 
 def lgbm_params(config: LgbmConfig, seed: int) -> dict[str, object]:
@@ -155,15 +233,13 @@ def lgbm_params(config: LgbmConfig, seed: int) -> dict[str, object]:
     return params
 
 
-def staged_curves(booster, x: pd.DataFrame, y: np.ndarray) -> dict[str, list[float]]:
+def staged_curves(booster, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
     """Log loss and AUC after every boosting round, exactly, from per-tree raw scores.
 
     Adding one tree's raw output per round costs about one prediction pass in total, instead
     of LightGBM evaluating the rows inside every training round.
     """
-    from sklearn.metrics import roc_auc_score
-
-    matrix = x.to_numpy(dtype="float64")
+    matrix = np.asarray(x, dtype="float64")
     raw = np.zeros(len(matrix))
     curves: dict[str, list[float]] = {"binary_logloss": [], "auc": []}
     both_classes = 0 < y.sum() < len(y)
@@ -171,27 +247,33 @@ def staged_curves(booster, x: pd.DataFrame, y: np.ndarray) -> dict[str, list[flo
         raw += booster.predict(matrix, start_iteration=round_index, num_iteration=1, raw_score=True)
         p = np.clip(1.0 / (1.0 + np.exp(-raw)), 1e-15, 1 - 1e-15)
         curves["binary_logloss"].append(float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))))
-        curves["auc"].append(float(roc_auc_score(y, raw)) if both_classes else float("nan"))
+        curves["auc"].append(roc_auc(y, raw) if both_classes else float("nan"))
     return curves
 
 
 def train_propensity_lgbm(
-    split: TimeSplit, config: LgbmConfig, seed: int
+    split: TimeSplit | EncodedSplit, config: LgbmConfig, seed: int
 ) -> TrainedPropensityModel:
     """Fit LightGBM with early stopping on the validation campaign; evaluate on the test one."""
     import lightgbm as lgb
 
-    x_train, x_valid, x_test = (encode_features(s) for s in (split.train, split.valid, split.test))
-    y_train, y_valid, y_test = (s[LABEL].to_numpy() for s in (split.train, split.valid, split.test))
+    data = encode_split(split) if isinstance(split, TimeSplit) else split
+    x_train, x_valid, x_test = (data.x[name] for name in ("train", "valid", "test"))
+    y_train, y_valid, y_test = (data.y[name] for name in ("train", "valid", "test"))
     params = lgbm_params(config, seed)
     categorical = list(CATEGORY_VOCAB)
-    train_set = lgb.Dataset(x_train, y_train, categorical_feature=categorical, free_raw_data=False)
-    valid_set = lgb.Dataset(x_valid, y_valid, categorical_feature=categorical, reference=train_set)
+    names = list(FEATURES)
+    train_set = lgb.Dataset(
+        x_train, y_train, feature_name=names, categorical_feature=categorical, free_raw_data=False
+    )
+    valid_set = lgb.Dataset(
+        x_valid, y_valid, feature_name=names, categorical_feature=categorical, reference=train_set
+    )
     # Train-side metrics on a fixed sample, and its learning curve computed after training:
     # evaluating even a sample of the training set every round cost a third of LightGBM's
     # own training time at a million rows.
     sample = np.random.default_rng(seed).permutation(len(x_train))[:TRAIN_EVAL_SAMPLE]
-    x_train_eval, y_train_eval = x_train.iloc[sample], y_train[sample]
+    x_train_eval, y_train_eval = x_train[sample], y_train[sample]
     evals: dict[str, dict[str, list[float]]] = {}
     booster = lgb.train(
         params,
@@ -206,14 +288,25 @@ def train_propensity_lgbm(
         ],
     )
     best = booster.best_iteration or config.max_rounds
+    # The validation campaign was scored by LightGBM itself in every round (early stopping
+    # needs it); its metrics at the best round are read from that record, not re-predicted,
+    # which cost a full prediction pass over the campaign.
+    metrics = {
+        "valid": {
+            "auc": float(evals["valid"]["auc"][best - 1]),
+            "log_loss": float(evals["valid"]["binary_logloss"][best - 1]),
+            "positive_rate": float(y_valid.mean()),
+            "n": float(len(y_valid)),
+        }
+    }
     predictions = {
         name: booster.predict(x, num_iteration=best)
-        for name, x in (("train", x_train_eval), ("valid", x_valid), ("test", x_test))
+        for name, x in (("train", x_train_eval), ("test", x_test))
     }
-    labels = {"train": y_train_eval, "valid": y_valid, "test": y_test}
-    metrics = {name: binary_metrics(labels[name], p) for name, p in predictions.items()}
+    labels = {"train": y_train_eval, "test": y_test}
+    metrics |= {name: binary_metrics(labels[name], p) for name, p in predictions.items()}
     evals["train"] = staged_curves(
-        booster, x_train_eval.iloc[:CURVE_SAMPLE], y_train_eval[:CURVE_SAMPLE]
+        booster, x_train_eval[:CURVE_SAMPLE], y_train_eval[:CURVE_SAMPLE]
     )
     history = {
         f"curve_{split_name}_{metric}": values
