@@ -16,6 +16,7 @@ from flashsale_ml.storage import open_store
 from flashsale_ml.training.deep.data import encode, n_dense_columns, read_shard
 from flashsale_ml.training.deep.launch import Launch, torchrun_command, train_propensity_deep
 from flashsale_ml.training.deep.model import DeepConfig
+from flashsale_ml.training.metrics import binary_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +82,22 @@ def test_ddp_two_processes_on_cpu_logs_to_mlflow(deep_setup) -> None:
     encoded = encode(frame, DeepConfig().user_buckets)
     scores = np.asarray(model.predict(np.hstack([encoded.dense, encoded.cats.astype(np.float32)])))
     assert scores.shape[0] == 50 and ((scores > 0) & (scores < 1)).all()
+
+    # The logged model is the epoch with the best validation loss, not simply the last one:
+    # scoring the validation campaign with it reproduces that epoch's validation AUC.
+    history = client.get_metric_history(run.info.run_id, "epoch_valid_log_loss")
+    valid_losses = [m.value for m in history]
+    best = int(np.argmin(valid_losses))
+    assert result["best_epoch"] == best + 1 and result["epochs_run"] == 3
+    valid_aucs = client.get_metric_history(run.info.run_id, "epoch_valid_auc")
+    everything = Snapshot(features).read_pandas("propensity")
+    starts = everything.groupby("campaign_id")["as_of"].min().sort_values()
+    valid_rows = everything[everything.campaign_id == starts.index[-2]]
+    encoded = encode(valid_rows, DeepConfig().user_buckets)
+    scores = np.asarray(model.predict(np.hstack([encoded.dense, encoded.cats.astype(np.float32)])))
+    auc = binary_metrics(valid_rows["label_purchase"].to_numpy(), np.clip(scores, 1e-7, 1 - 1e-7))
+    # (to 1e-3: the ranks' shards hold the campaign's rows in another order and precision)
+    assert auc["auc"] == pytest.approx(valid_aucs[best].value, abs=1e-3)
 
 
 @pytest.mark.elastic

@@ -171,6 +171,8 @@ def train_propensity_deep(
         "restarts": result["restarts"],
         "world_size": result["world_size"],
         "backend": result["backend"],
+        "best_epoch": result["best_epoch"],
+        "epochs_run": result["epochs_run"],
     }
 
 

@@ -164,11 +164,13 @@ def main(argv: list[str] | None = None) -> None:
 
     store = open_store(args.checkpoints)
     start_epoch, history = 0, {"train_loss": [], "valid_loss": [], "valid_auc": []}
+    best: dict[str, Any] | None = None  # epoch, valid log loss and weights of the best epoch
     checkpoint = _load_checkpoint(store)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_epoch, history = checkpoint["epoch"] + 1, checkpoint["history"]
+        best = checkpoint.get("best")
         log.info("resumed from the checkpoint of epoch %d", checkpoint["epoch"])
 
     # Equal step counts on every rank, or DDP's all-reduce would wait forever on the rank
@@ -204,6 +206,14 @@ def main(argv: list[str] | None = None) -> None:
         history["train_loss"].append(train_loss)
         history["valid_loss"].append(valid["log_loss"])
         history["valid_auc"].append(valid["auc"])
+        # Every rank sees the same gathered validation metrics, so all keep the same best
+        # epoch and stop together.
+        if best is None or valid["log_loss"] < best["valid_log_loss"]:
+            best = {
+                "epoch": epoch,
+                "valid_log_loss": valid["log_loss"],
+                "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            }
         if rank == 0:
             _save_checkpoint(
                 store,
@@ -212,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
                     "optimizer": optimizer.state_dict(),
                     "epoch": epoch,
                     "history": history,
+                    "best": best,
                 },
                 epoch,
             )
@@ -236,6 +247,16 @@ def main(argv: list[str] | None = None) -> None:
             valid["auc"],
         )
         dist.barrier()
+        if epoch - best["epoch"] >= config.early_stopping_epochs:
+            log.info(
+                "no better validation loss for %d epochs: stopping, keeping epoch %d",
+                config.early_stopping_epochs,
+                best["epoch"] + 1,
+            )
+            break
+
+    if best is not None:
+        model.load_state_dict(best["model"])
 
     seconds = time.perf_counter() - started
     throughput = float(_gather(np.array([samples / max(seconds, 1e-9)])).sum())
@@ -251,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
             "backend": dist.get_backend(),
             "positive_share": positives / max(total, 1.0),
             "restarts": restart,
+            "best_epoch": best["epoch"] + 1 if best is not None else None,
+            "epochs_run": len(history["valid_loss"]),
         }
         if args.run_id:
             _log_final(args.run_id, model, config, data["test"], y_test, p_test, result)
@@ -298,6 +321,7 @@ def _log_final(
         | {
             "samples_per_second": result["samples_per_second"],
             "restarts": float(result["restarts"]),
+            "best_epoch": float(result["best_epoch"] or 0),
         },
     )
     with mlflow.start_run(run_id=run_id):
