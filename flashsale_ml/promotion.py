@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from flashsale_ml.config import PrimaryMetric, PromotionGates
-from flashsale_ml.training.metrics import binary_metrics, check_binary_inputs
+from flashsale_ml.training.metrics import auc_from_groups, binary_metrics, check_binary_inputs
 
 ArrayLikeFloat = Sequence[float] | np.ndarray | pd.Series
 VALUE_TIERS = ("high", "mid", "low")
@@ -188,11 +188,7 @@ class _RankedScores:
             pos_per_group = np.add.reduceat(positives, self.group_starts)
         else:  # every score distinct (the usual case): each row is its own group
             neg_per_group, pos_per_group = negatives, positives
-        neg_below = np.cumsum(neg_per_group) - neg_per_group
-        # A positive beats every negative with a lower score and half of those tied with it.
-        wins = float((pos_per_group * (neg_below + 0.5 * neg_per_group)).sum())
-        pairs = float(positives.sum() * negatives.sum())
-        return wins / pairs if pairs > 0 else float("nan")
+        return auc_from_groups(pos_per_group, neg_per_group)
 
 
 def _row_losses(metric: PrimaryMetric, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:

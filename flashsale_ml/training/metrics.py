@@ -61,13 +61,19 @@ def _auc_sorted(y_sorted: np.ndarray, s_sorted: np.ndarray) -> tuple[float, np.n
     starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
     sizes = np.diff(np.r_[starts, len(s_sorted)])
     pos_per_group = np.add.reduceat(y_sorted, starts)
-    neg_per_group = sizes - pos_per_group
+    return auc_from_groups(pos_per_group, sizes - pos_per_group), pos_per_group, sizes
+
+
+def auc_from_groups(pos_per_group: np.ndarray, neg_per_group: np.ndarray) -> float:
+    """AUC from (weighted) positives and negatives per group of tied scores, ascending.
+
+    Returns NaN when either class is empty.
+    """
     neg_below = np.cumsum(neg_per_group) - neg_per_group
-    positives = float(pos_per_group.sum())
-    negatives = len(s_sorted) - positives
     # A positive beats every negative below it and half of those tied with it.
     wins = float((pos_per_group * (neg_below + 0.5 * neg_per_group)).sum())
-    return wins / (positives * negatives), pos_per_group, sizes
+    pairs = float(pos_per_group.sum() * neg_per_group.sum())
+    return wins / pairs if pairs > 0 else float("nan")
 
 
 def roc_auc(y_true: ArrayLike, scores: ArrayLike) -> float:

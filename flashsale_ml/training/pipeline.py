@@ -103,8 +103,10 @@ def train_propensity_lgbm_step(
             sorted({*split.campaigns["train"], *split.campaigns["valid"]})
         ),
     }
-    log_phase = _timed(durations, "log_to_mlflow")
-    with log_phase, step_run(settings, "train_propensity_lgbm", parent_run_id, tags) as run:
+    with (
+        _timed(durations, "log_to_mlflow"),
+        step_run(settings, "train_propensity_lgbm", parent_run_id, tags) as run,
+    ):
         run_id = run.info.run_id
         log_params_flat(
             run_id,
