@@ -30,7 +30,12 @@ import numpy as np
 import pandas as pd
 
 from flashsale_ml.config import PrimaryMetric, PromotionGates
-from flashsale_ml.training.metrics import auc_from_groups, binary_metrics, check_binary_inputs
+from flashsale_ml.training.metrics import (
+    auc_from_groups,
+    binary_metrics,
+    check_binary_inputs,
+    roc_auc,
+)
 
 ArrayLikeFloat = Sequence[float] | np.ndarray | pd.Series
 VALUE_TIERS = ("high", "mid", "low")
@@ -157,14 +162,12 @@ def segment_aucs(
     labels: np.ndarray, scores: np.ndarray, segments: np.ndarray, min_rows: int
 ) -> dict[str, float]:
     """AUC within each value tier that has at least ``min_rows`` rows and both classes."""
-    from sklearn.metrics import roc_auc_score
-
     out: dict[str, float] = {}
     for tier in VALUE_TIERS:
         mask = segments == tier
         y = labels[mask]
         if mask.sum() >= min_rows and 0 < y.sum() < len(y):
-            out[tier] = float(roc_auc_score(y, scores[mask]))
+            out[tier] = roc_auc(y, scores[mask])
     return out
 
 
