@@ -179,6 +179,8 @@ def wrapper_overhead(lake, features: str, frame, rows: int, settings) -> dict:
     reps = -(-rows // len(frame))
     tiled = pd.concat([frame] * reps, ignore_index=True)
     tiled["user_id"] = np.arange(len(tiled))
+    # Stored campaign by campaign, as a feature build writes them (not the tiles interleaved).
+    tiled = tiled.sort_values(["as_of", "campaign_id"], kind="stable", ignore_index=True)
     with SnapshotWriter(
         lake, "features-bench", metadata=Snapshot(features).manifest.metadata
     ) as writer:

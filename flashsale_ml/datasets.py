@@ -281,9 +281,18 @@ class Snapshot:
             paths.append(local)
         return paths
 
-    def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table:
+    def read_table(
+        self,
+        table: str,
+        columns: list[str] | None = None,
+        dictionary_columns: list[str] | None = None,
+    ) -> pa.Table:
+        """The table's rows in file order; ``dictionary_columns`` are read as Arrow
+        dictionaries (codes plus distinct values), far cheaper for low-cardinality strings."""
         paths = self.local_files(table)
-        parts = [pq.read_table(p, columns=columns) for p in paths]
+        parts = [
+            pq.read_table(p, columns=columns, read_dictionary=dictionary_columns) for p in paths
+        ]
         if not parts:
             return pa.table({})
         return pa.concat_tables(parts)

@@ -13,7 +13,12 @@ from flashsale_ml.loaders import ingest
 from flashsale_ml.simulation import SimulationConfig, simulate
 from flashsale_ml.simulation.oracle import oracle_scores
 from flashsale_ml.storage import open_store
-from flashsale_ml.training.metrics import binary_metrics, expected_calibration_error, roc_auc
+from flashsale_ml.training.metrics import (
+    binary_metrics,
+    expected_calibration_error,
+    ranking_curves,
+    roc_auc,
+)
 from flashsale_ml.training.propensity_lgbm import LgbmConfig, time_split, train_propensity_lgbm
 from flashsale_ml.training.sessions_lgbm import evaluate_sessions
 from tests.conftest import shared_data
@@ -112,6 +117,34 @@ def test_binary_metrics_equal_scikit_learn(distinct_scores: int | None) -> None:
     assert got["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
     assert got["ece"] == pytest.approx(expected_calibration_error(y, p), abs=1e-15)
     assert got["positive_rate"] == pytest.approx(y.mean())
+
+
+@pytest.mark.parametrize("distinct_scores", [7, None])
+def test_ranking_curves_equal_scikit_learn(distinct_scores: int | None) -> None:
+    """The plotted ROC and PR points are scikit-learn's, and thinning keeps both ends."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    rng = np.random.default_rng(distinct_scores or 0)
+    p = rng.beta(1, 12, 5_000)
+    if distinct_scores:
+        p = np.round(p * distinct_scores) / distinct_scores
+    y = (rng.random(len(p)) < p * 1.5).astype(int)
+    full = ranking_curves(y, p, max_points=None)
+    fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
+    np.testing.assert_allclose(full.false_positive_rate, fpr, atol=1e-12)
+    np.testing.assert_allclose(full.true_positive_rate, tpr, atol=1e-12)
+    precision, recall, _ = precision_recall_curve(y, p)
+    np.testing.assert_allclose(full.precision, precision[:-1][::-1], atol=1e-12)
+    np.testing.assert_allclose(full.recall, recall[:-1][::-1], atol=1e-12)
+    assert full.auc == pytest.approx(binary_metrics(y, p)["auc"], abs=1e-12)
+    assert full.average_precision == pytest.approx(binary_metrics(y, p)["pr_auc"], abs=1e-12)
+
+    thinned = ranking_curves(y, p, max_points=50)
+    assert len(thinned.recall) <= 50 and len(thinned.false_positive_rate) <= 50
+    assert thinned.false_positive_rate[[0, -1]].tolist() == [0.0, 1.0]
+    assert thinned.recall[-1] == 1.0 and thinned.auc == full.auc
+    with pytest.raises(ValueError, match="only one class"):
+        ranking_curves(np.zeros(3), [0.1, 0.2, 0.3])
 
 
 def test_valid_metrics_read_from_lightgbm_equal_a_prediction_at_the_best_round() -> None:

@@ -19,6 +19,7 @@ from flashsale_ml.tracking import (
 )
 from flashsale_ml.training.propensity_lgbm import (
     CATEGORY_VOCAB,
+    DICTIONARY_COLUMNS,
     FEATURES,
     TRAINING_COLUMNS,
     LgbmConfig,
@@ -83,7 +84,11 @@ def train_propensity_lgbm_step(
     with _timed(durations, "read_features"), Snapshot(features_uri) as snapshot:
         # Only what the model and the split read (ids and the revenue label stay on disk),
         # straight from Arrow into the model matrices.
-        table = snapshot.read_table("propensity", columns=list(TRAINING_COLUMNS))
+        table = snapshot.read_table(
+            "propensity",
+            columns=list(TRAINING_COLUMNS),
+            dictionary_columns=list(DICTIONARY_COLUMNS),
+        )
         raw_snapshot_id = snapshot.manifest.metadata.get("input_snapshot_id")
         feature_snapshot_id = snapshot.snapshot_id
         split = encoded_time_split(table, settings.seed)

@@ -7,24 +7,24 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from flashsale_ml.training.metrics import ranking_curves
+
 
 def _figure(title: str):
-    import matplotlib
+    # A pyplot-free Figure: nothing is registered in pyplot's global state (so nothing leaks in
+    # long-running workers and threads cannot race on it), and pyplot is never imported.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # headless workers
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=110)
+    fig = Figure(figsize=(5.5, 4.5), dpi=110)
+    ax = fig.subplots()
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return fig, ax
 
 
 def close(fig) -> None:
-    """Free a logged figure: pyplot keeps every open figure alive in long-running workers."""
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    """Release a logged figure's artists (figures here are not registered with pyplot)."""
+    fig.clear()
 
 
 def roc_figure(y_true: ArrayLike, y_prob: ArrayLike, label: str = "model"):
@@ -35,12 +35,14 @@ def roc_curves_figure(
     y_true: ArrayLike, scores: Mapping[str, ArrayLike], title: str = "ROC curve (test window)"
 ):
     """One ROC curve per model on the same rows (e.g. champion vs challenger on the holdout)."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
     fig, ax = _figure(title)
     for label, y_prob in scores.items():
-        fpr, tpr, _ = roc_curve(y_true, y_prob)
-        ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y_true, y_prob):.3f})")
+        curves = ranking_curves(y_true, y_prob)
+        ax.plot(
+            curves.false_positive_rate,
+            curves.true_positive_rate,
+            label=f"{label} (AUC {curves.auc:.3f})",
+        )
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
@@ -49,15 +51,9 @@ def roc_curves_figure(
 
 
 def pr_figure(y_true: ArrayLike, y_prob: ArrayLike, label: str = "model"):
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
-    precision, recall, _ = precision_recall_curve(y_true, y_prob)
-    # A curve point per distinct score is a million vertices on a test window: keep 2,000
-    # evenly spaced ones plus both ends, which looks the same and draws in milliseconds.
-    keep = np.unique(np.linspace(0, len(recall) - 1, min(len(recall), 2_000)).astype(int))
-    precision, recall = precision[keep], recall[keep]
+    curves = ranking_curves(y_true, y_prob)
     fig, ax = _figure("Precision-recall curve (test window)")
-    ax.plot(recall, precision, label=f"{label} (AP {average_precision_score(y_true, y_prob):.3f})")
+    ax.plot(curves.recall, curves.precision, label=f"{label} (AP {curves.average_precision:.3f})")
     ax.axhline(float(np.mean(y_true)), ls="--", color="grey", label="base rate")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
