@@ -56,7 +56,7 @@ agg AS (
     count(DISTINCT session_id) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY) AS s30,
     count(DISTINCT item_id) FILTER (WHERE ts >= $as_of - INTERVAL 30 DAY) AS i30,
     max(ts) AS last_ts,
-    list_position(list_value(HOURS), list_max(list_value(HOURS))) - 1 AS preferred_hour
+    HOURS
   FROM hist GROUP BY user_id),
 buys AS (
   SELECT e.user_id, count(*) AS purchases_all, sum(e.price::DECIMAL(18, 2))::DOUBLE AS rev,
@@ -71,17 +71,20 @@ ud AS (SELECT DISTINCT user_id, device_id FROM hist),
 dev AS (SELECT device_id, count(*) AS n FROM ud GROUP BY device_id),
 sharing AS (SELECT ud.user_id, max(dev.n) AS n FROM ud JOIN dev USING (device_id)
             GROUP BY ud.user_id)
-SELECT * FROM agg LEFT JOIN buys USING (user_id) LEFT JOIN cats USING (user_id)
+SELECT agg.* EXCLUDE (hours_0, hours_1, hours_2, hours_3, hours_4, hours_5),
+  PREFERRED_HOUR AS preferred_hour, buys.* EXCLUDE (user_id), cats.* EXCLUDE (user_id),
+  sharing.* EXCLUDE (user_id)
+FROM agg LEFT JOIN buys USING (user_id) LEFT JOIN cats USING (user_id)
   LEFT JOIN sharing USING (user_id)
 """
 DUCKDB_SAME_COLUMNS = """
 from flashsale_ml.datasets import Snapshot
-from flashsale_ml.features.build import HOUR_COUNTS, connect
+from flashsale_ml.features.build import HOUR_SUMS, connect, preferred_hour_sql
 from datetime import datetime
 import sys
 s = Snapshot({uri!r})
 con = connect({{t: s.local_files(t) for t in ("items", "events")}})
-sql = sys.argv[1].replace("HOURS", HOUR_COUNTS)
+sql = sys.argv[1].replace("HOURS", HOUR_SUMS).replace("PREFERRED_HOUR", preferred_hour_sql("agg"))
 print(len(con.sql(sql, params={{"as_of": datetime.fromisoformat({as_of!r})}}).fetchall()))
 """
 PANDAS_USER_GROUP = """

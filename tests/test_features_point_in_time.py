@@ -168,7 +168,25 @@ def test_hand_computed_example(tmp_path: Path) -> None:
     assert u3["events_30d"] == 0 and u3["days_since_last_event"] is None
     assert u3["accounts_per_device"] == 1
     assert (u1["sale_hour"], u1["sale_weekday"], u1["discount_depth"]) == (19, 7, 0.4)
+    # user 1: three events at 18:xx and two at 19:00 UTC; user 2: one at 18:59:59
+    assert (u1["preferred_hour"], u2["preferred_hour"], u3["preferred_hour"]) == (18, 18, None)
     assert [u[LABEL] for u in (u1, u2, u3)] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("hours", [(23, 23, 0), (3, 7, 7, 3), (22, 21, 20, 19, 4)])
+def test_preferred_hour_is_the_most_frequent_with_ties_to_the_earliest(
+    tmp_path: Path, hours: tuple[int, ...]
+) -> None:
+    """The packed hour histogram (four hours per 128-bit sum) unpacks to the right hour,
+    including the top 32 bits of the last sum (hour 23)."""
+    day = AS_OF.replace(hour=0, minute=0) - timedelta(days=3)
+    events = [
+        (i + 1, 1, 10, 100 + i, "view", day + timedelta(hours=h, minutes=i), 10.0, 7)
+        for i, h in enumerate(hours)
+    ]
+    counts = {h: hours.count(h) for h in hours}
+    expected = min(h for h, n in counts.items() if n == max(counts.values()))
+    assert _features(tmp_path, events)[1]["preferred_hour"] == expected
 
 
 def test_cutoff_boundary_is_strict(tmp_path: Path) -> None:

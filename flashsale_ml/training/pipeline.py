@@ -93,8 +93,8 @@ def train_propensity_lgbm_step(
         feature_snapshot_id = snapshot.snapshot_id
         split = encoded_time_split(table, settings.seed)
         del table
-    with _timed(durations, "train_and_evaluate"):
-        model = train_propensity_lgbm(split, config, settings.seed)
+    model = train_propensity_lgbm(split, config, settings.seed)
+    durations |= model.durations  # fit, evaluate
 
     tags = {
         f"{TAG_PREFIX}model_kind": MODEL_KIND,
