@@ -14,7 +14,9 @@ With ``--repeat N`` each user-group run is repeated N times, alternating engines
 medians are compared. Before every measured run the snapshot's files are read once, so each
 engine starts with them in the page cache: the pandas run holds 22 GB at 1e8 events and
 evicts the cache of a 24 GB machine, which made the DuckDB run after it read 1.8 GB cold
-from disk (43.5 s warm vs 57.7 s cold for the same command).
+from disk (43.5 s warm vs 57.7 s cold for the same command). Free memory is also compacted
+before every run (as root; see ``compact_memory``), because the fragmentation a pandas run
+leaves behind slowed the next run by 20-45 %.
 """
 
 from __future__ import annotations
@@ -106,6 +108,28 @@ def warm_page_cache(paths: list[Path]) -> None:
                 pass
 
 
+def compact_memory() -> bool:
+    """Ask the kernel to defragment free memory (needs root; best effort).
+
+    The pandas run at 1e8 events takes 22 GB of this 24 GB machine and leaves free memory
+    fragmented: the next process's huge-page allocations then stall in direct compaction
+    (``compact_stall`` in /proc/vmstat grew by thousands), and the DuckDB run right after a
+    pandas run took 57-68 s against 46 s before it. Compacting before every measured run
+    gives each engine the same start.
+    """
+    try:
+        Path("/proc/sys/vm/compact_memory").write_text("1")
+    except OSError:
+        return False
+    return True
+
+
+def prepare_run(paths: list[Path]) -> None:
+    """The same start for every measured run: defragmented memory, inputs in the page cache."""
+    compact_memory()
+    warm_page_cache(paths)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lake", required=True)
@@ -122,6 +146,7 @@ def main() -> None:
     parser.add_argument(
         "--skip-full-build", action="store_true", help="only the user-group comparison"
     )
+    parser.add_argument("--skip-user-group", action="store_true", help="only the full build")
     parser.add_argument(
         "--pandas-max-events",
         type=float,
@@ -142,7 +167,7 @@ def main() -> None:
         as_of, end = last["start_ts"].isoformat(), last["end_ts"].isoformat()
         inputs = [path for table in snap.tables for path in snap.local_files(table)]
         if not args.skip_full_build:
-            warm_page_cache(inputs)
+            prepare_run(inputs)
             out = tempfile.mkdtemp(prefix="bench-features-")
             m = run_measured(
                 [
@@ -173,6 +198,8 @@ def main() -> None:
                 ),
                 flush=True,
             )
+        if args.skip_user_group:
+            continue
         fill = {"uri": uri, "cid": last["campaign_id"], "as_of": as_of, "end": end}
         commands = {
             "duckdb": [sys.executable, "-c", DUCKDB_USER_GROUP.format(**fill)],
@@ -188,10 +215,15 @@ def main() -> None:
         runs: dict[str, list] = {name: [] for name in commands}
         for _ in range(args.repeat):
             for name, command in commands.items():
-                warm_page_cache(inputs)
+                prepare_run(inputs)
                 runs[name].append(run_measured(command, stdout=subprocess.DEVNULL))
         wall = {name: statistics.median(m.wall_s for m in ms) for name, ms in runs.items()}
-        row = {"events": events, "what": "user group", "runs_per_engine": args.repeat}
+        row = {
+            "events": events,
+            "what": "user group",
+            "runs_per_engine": args.repeat,
+            "memory_compacted_before_runs": compact_memory(),
+        }
         for name, ms in runs.items():
             row[f"{name}_s"] = round(wall[name], 1)
             row[f"{name}_all_s"] = [round(m.wall_s, 1) for m in ms]
