@@ -327,15 +327,23 @@ def lgbm_params(config: LgbmConfig, seed: int) -> dict[str, object]:
 def staged_curves(booster, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
     """Log loss and AUC after every boosting round, exactly, from per-tree raw scores.
 
-    Adding one tree's raw output per round costs about one prediction pass in total, instead
-    of LightGBM evaluating the rows inside every training round.
+    One ``pred_leaf`` pass gives every row's leaf in every tree; a tree's raw output is its
+    leaf's value, and the running sum over trees is the raw score after each round. That is
+    one prediction call instead of one per round (which cost ~5 ms each in call overhead),
+    and no evaluation inside LightGBM's training rounds.
     """
     matrix = np.asarray(x, dtype="float64")
-    raw = np.zeros(len(matrix))
+    rounds = booster.current_iteration()
+    leaves = np.asarray(booster.predict(matrix, pred_leaf=True)).reshape(len(matrix), rounds)
+    outputs = np.empty(leaves.shape, dtype="float64")
+    for tree in range(rounds):
+        hit, position = np.unique(leaves[:, tree], return_inverse=True)
+        values = np.array([booster.get_leaf_output(tree, int(leaf)) for leaf in hit])
+        outputs[:, tree] = values[position]
+    raw_by_round = np.cumsum(outputs, axis=1)
     curves: dict[str, list[float]] = {"binary_logloss": [], "auc": []}
     both_classes = 0 < y.sum() < len(y)
-    for round_index in range(booster.current_iteration()):
-        raw += booster.predict(matrix, start_iteration=round_index, num_iteration=1, raw_score=True)
+    for raw in raw_by_round.T:
         p = np.clip(1.0 / (1.0 + np.exp(-raw)), 1e-15, 1 - 1e-15)
         curves["binary_logloss"].append(float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))))
         curves["auc"].append(roc_auc(y, raw) if both_classes else float("nan"))
