@@ -84,6 +84,13 @@ def roc_auc(y_true: ArrayLike, scores: ArrayLike) -> float:
     Raises:
         ValueError: labels are not 0/1, lengths differ, or only one class is present.
     """
+    y, s = _check_scores(y_true, scores, "AUC")
+    order = np.argsort(s, kind="stable")
+    return _auc_sorted(y[order], s[order])[0]
+
+
+def _check_scores(y_true: ArrayLike, scores: ArrayLike, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 labels with both classes and real-valued scores of the same length, as floats."""
     y = np.asarray(y_true, dtype=float)
     s = np.asarray(scores, dtype=float)
     if y.ndim != 1 or s.shape != y.shape or len(y) == 0:
@@ -91,9 +98,8 @@ def roc_auc(y_true: ArrayLike, scores: ArrayLike) -> float:
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError("y_true must contain only 0 and 1")
     if y.min() == y.max():
-        raise ValueError("only one class present in y_true; AUC is undefined")
-    order = np.argsort(s, kind="stable")
-    return _auc_sorted(y[order], s[order])[0]
+        raise ValueError(f"only one class present in y_true; {what} is undefined")
+    return y, s
 
 
 def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike) -> dict[str, float]:
@@ -171,14 +177,7 @@ def ranking_curves(
     Raises:
         ValueError: labels are not 0/1, lengths differ, or only one class is present.
     """
-    y = np.asarray(y_true, dtype=float)
-    s = np.asarray(scores, dtype=float)
-    if y.ndim != 1 or s.shape != y.shape or len(y) == 0:
-        raise ValueError(f"y_true and scores must be 1-d of equal length, got {y.shape}, {s.shape}")
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("y_true must contain only 0 and 1")
-    if y.min() == y.max():
-        raise ValueError("only one class present in y_true; curves are undefined")
+    y, s = _check_scores(y_true, scores, "the curve")
     order = np.argsort(s, kind="stable")
     auc, pos_per_group, sizes = _auc_sorted(y[order], s[order])
     # Thresholds from the highest score down.
