@@ -7,6 +7,7 @@ Pure functions: frames and config in, a fitted model and metrics out. Splits are
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -105,10 +106,9 @@ def encode_features(frame: pd.DataFrame) -> pd.DataFrame:
         if column in CATEGORY_VOCAB:
             # Arrow's vectorised look-up: 20-30x faster than Series.map or a Categorical on
             # Arrow-backed strings.
-            codes = pc.index_in(
-                pa.array(values, from_pandas=True), pa.array(CATEGORY_VOCAB[column])
+            matrix[:, position] = category_codes(
+                pa.array(values, from_pandas=True), CATEGORY_VOCAB[column]
             )
-            matrix[:, position] = np.asarray(codes.fill_null(-1), dtype="float64")
         else:
             matrix[:, position] = values.to_numpy(dtype="float64", na_value=np.nan)
     return pd.DataFrame(matrix, columns=list(FEATURES), index=frame.index, copy=False)
@@ -181,8 +181,9 @@ def _split_positions(
             f"need features for at least two campaigns for a time-based split, got {order}"
         )
     # code -> rank of its campaign in time; rows without a campaign id take part in nothing
+    code_of = {name: code for code, name in enumerate(names)}
     rank_of_code = np.full(len(names) + 1, -1, dtype=np.int64)
-    rank_of_code[[names.index(c) for c in order]] = np.arange(len(order))
+    rank_of_code[[code_of[c] for c in order]] = np.arange(len(order))
     rank = rank_of_code[codes]
     test = np.flatnonzero(rank == len(order) - 1)
     if len(order) >= 3:
@@ -354,8 +355,6 @@ def train_propensity_lgbm(
     split: TimeSplit | EncodedSplit, config: LgbmConfig, seed: int
 ) -> TrainedPropensityModel:
     """Fit LightGBM with early stopping on the validation campaign; evaluate on the test one."""
-    import time
-
     import lightgbm as lgb
 
     data = encode_split(split) if isinstance(split, TimeSplit) else split
