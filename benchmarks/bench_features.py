@@ -124,10 +124,14 @@ def compact_memory() -> bool:
     return True
 
 
-def prepare_run(paths: list[Path]) -> None:
-    """The same start for every measured run: defragmented memory, inputs in the page cache."""
-    compact_memory()
+def prepare_run(paths: list[Path]) -> bool:
+    """The same start for every measured run: defragmented memory, inputs in the page cache.
+
+    Returns whether the memory could be compacted.
+    """
+    compacted = compact_memory()
     warm_page_cache(paths)
+    return compacted
 
 
 def main() -> None:
@@ -213,16 +217,17 @@ def main() -> None:
         if events <= args.pandas_max_events:
             commands["pandas"] = [sys.executable, "-c", PANDAS_USER_GROUP.format(**fill)]
         runs: dict[str, list] = {name: [] for name in commands}
+        compacted = True
         for _ in range(args.repeat):
             for name, command in commands.items():
-                prepare_run(inputs)
+                compacted &= prepare_run(inputs)
                 runs[name].append(run_measured(command, stdout=subprocess.DEVNULL))
         wall = {name: statistics.median(m.wall_s for m in ms) for name, ms in runs.items()}
         row = {
             "events": events,
             "what": "user group",
             "runs_per_engine": args.repeat,
-            "memory_compacted_before_runs": compact_memory(),
+            "memory_compacted_before_runs": compacted,
         }
         for name, ms in runs.items():
             row[f"{name}_s"] = round(wall[name], 1)
