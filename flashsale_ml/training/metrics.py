@@ -132,10 +132,7 @@ def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike) -> dict[str, float]:
     n = len(p)
     positives = float(y_sorted.sum())
     auc, pos_per_group, sizes = _auc_sorted(y_sorted, p_sorted)
-    # Thresholds from the highest score down: precision at each, weighted by recall gained.
-    true_pos = np.cumsum(pos_per_group[::-1])
-    predicted_pos = np.cumsum(sizes[::-1])
-    average_precision = float((pos_per_group[::-1] / positives * (true_pos / predicted_pos)).sum())
+    _, _, average_precision = _top_down_counts(pos_per_group, sizes)
     clipped = np.clip(p, 1e-7, 1 - 1e-7)
     log_loss = float(-np.mean(y * np.log(clipped) + (1.0 - y) * np.log1p(-clipped)))
     return {
@@ -148,6 +145,18 @@ def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike) -> dict[str, float]:
         "mean_prediction": float(p.mean()),
         "n": float(n),
     }
+
+
+def _top_down_counts(
+    pos_per_group: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """True and false positives at each threshold from the highest score down, and the
+    average precision (precision at each threshold, weighted by the recall it adds)."""
+    true_pos = np.cumsum(pos_per_group[::-1])
+    false_pos = np.cumsum((sizes - pos_per_group)[::-1])
+    precision = true_pos / (true_pos + false_pos)
+    average_precision = float((pos_per_group[::-1] / true_pos[-1] * precision).sum())
+    return true_pos, false_pos, average_precision
 
 
 @dataclass(frozen=True)
@@ -180,14 +189,10 @@ def ranking_curves(
     y, s = _check_scores(y_true, scores, "the curve")
     order = np.argsort(s, kind="stable")
     auc, pos_per_group, sizes = _auc_sorted(y[order], s[order])
-    # Thresholds from the highest score down.
-    true_pos = np.cumsum(pos_per_group[::-1])
-    false_pos = np.cumsum((sizes - pos_per_group)[::-1])
-    positives, negatives = true_pos[-1], false_pos[-1]
+    true_pos, false_pos, average_precision = _top_down_counts(pos_per_group, sizes)
     precision = true_pos / (true_pos + false_pos)
-    recall = true_pos / positives
-    average_precision = float((pos_per_group[::-1] / positives * precision).sum())
-    fpr = np.r_[0.0, false_pos / negatives]
+    recall = true_pos / true_pos[-1]
+    fpr = np.r_[0.0, false_pos / false_pos[-1]]
     tpr = np.r_[0.0, recall]
 
     def thin(n: int) -> np.ndarray:

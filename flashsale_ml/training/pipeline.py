@@ -38,7 +38,7 @@ class TrainingResult:
     run_id: str
     model_uri: str
     metrics: dict[str, float]
-    # Wall seconds per phase (read, train, log): where a slow run spent its time.
+    # Wall seconds per phase (read, fit, evaluate, log): where a slow run spent its time.
     durations: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:
@@ -150,9 +150,7 @@ def train_propensity_lgbm_step(
         y, p = model.test_labels, model.test_predictions
         importance = model.booster.feature_importance(importance_type="gain")
         for name, fig in {
-            "roc_test.png": plots.roc_figure(y, p, "LightGBM"),
-            "pr_test.png": plots.pr_figure(y, p, "LightGBM"),
-            "calibration_test.png": plots.calibration_figure(y, p),
+            **plots.test_window_figures(y, p, "LightGBM"),
             "feature_importance.png": plots.importance_figure(
                 model.booster.feature_name(), importance
             ),

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from flashsale_ml.training.metrics import ranking_curves
+from flashsale_ml.training.metrics import RankingCurves, ranking_curves
 
 
 def _figure(title: str):
@@ -35,13 +35,34 @@ def roc_curves_figure(
     y_true: ArrayLike, scores: Mapping[str, ArrayLike], title: str = "ROC curve (test window)"
 ):
     """One ROC curve per model on the same rows (e.g. champion vs challenger on the holdout)."""
+    return _roc_plot({label: ranking_curves(y_true, p) for label, p in scores.items()}, title)
+
+
+def pr_figure(y_true: ArrayLike, y_prob: ArrayLike, label: str = "model"):
+    return _pr_plot(ranking_curves(y_true, y_prob), label, float(np.mean(y_true)))
+
+
+def test_window_figures(y_true: ArrayLike, y_prob: ArrayLike, label: str) -> dict[str, object]:
+    """ROC, PR and calibration figures of one model's test-window scores, by file name.
+
+    The ROC and PR curves come from one sort of the scores (millions of rows on a real test
+    window), not one each.
+    """
+    curves = ranking_curves(y_true, y_prob)
+    return {
+        "roc_test.png": _roc_plot({label: curves}, "ROC curve (test window)"),
+        "pr_test.png": _pr_plot(curves, label, float(np.mean(y_true))),
+        "calibration_test.png": calibration_figure(y_true, y_prob),
+    }
+
+
+def _roc_plot(curves: Mapping[str, RankingCurves], title: str):
     fig, ax = _figure(title)
-    for label, y_prob in scores.items():
-        curves = ranking_curves(y_true, y_prob)
+    for label, curve in curves.items():
         ax.plot(
-            curves.false_positive_rate,
-            curves.true_positive_rate,
-            label=f"{label} (AUC {curves.auc:.3f})",
+            curve.false_positive_rate,
+            curve.true_positive_rate,
+            label=f"{label} (AUC {curve.auc:.3f})",
         )
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     ax.set_xlabel("false positive rate")
@@ -50,11 +71,10 @@ def roc_curves_figure(
     return fig
 
 
-def pr_figure(y_true: ArrayLike, y_prob: ArrayLike, label: str = "model"):
-    curves = ranking_curves(y_true, y_prob)
+def _pr_plot(curves: RankingCurves, label: str, base_rate: float):
     fig, ax = _figure("Precision-recall curve (test window)")
     ax.plot(curves.recall, curves.precision, label=f"{label} (AP {curves.average_precision:.3f})")
-    ax.axhline(float(np.mean(y_true)), ls="--", color="grey", label="base rate")
+    ax.axhline(base_rate, ls="--", color="grey", label="base rate")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.legend(loc="upper right")

@@ -335,9 +335,8 @@ def _log_final(
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
         )
         mlflow.set_tag("flashsale.model_uri", info.model_uri)
-        mlflow.log_figure(plots.roc_figure(y, p, "DCN-v2"), "plots/roc_test.png")
-        mlflow.log_figure(plots.pr_figure(y, p, "DCN-v2"), "plots/pr_test.png")
-        mlflow.log_figure(plots.calibration_figure(y, p), "plots/calibration_test.png")
+        for name, fig in plots.test_window_figures(y, p, "DCN-v2").items():
+            mlflow.log_figure(fig, f"plots/{name}")
         mlflow.log_figure(
             plots.curves_figure(
                 {
