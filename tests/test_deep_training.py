@@ -38,6 +38,39 @@ def test_shards_are_disjoint_and_complete(tmp_path: Path, row_group_size: int) -
     assert max(len(s) for s in shards) - min(len(s) for s in shards) <= 10
 
 
+@pytest.mark.parametrize("sale_features", ["none", "wide", "crossed"])
+def test_sale_features_reach_the_score_only_as_configured(sale_features: str) -> None:
+    """Left out, the sale-level columns do not move any score; wide, they move a sale's
+    scores up or down together, so they cannot reorder its users; crossed, the same change
+    moves each user differently."""
+    import torch
+
+    from flashsale_ml.training.deep.data import cardinalities, sale_columns
+    from flashsale_ml.training.deep.model import build_model
+
+    torch.manual_seed(0)
+    config = DeepConfig(sale_features=sale_features, user_buckets=7)
+    model = build_model(
+        n_dense_columns(), cardinalities(config.user_buckets), config, sale_columns()
+    )
+    dense = torch.randn(256, n_dense_columns())
+    cats = torch.zeros(256, 4, dtype=torch.long)
+    model.train()
+    model(dense, cats)  # BatchNorm statistics from one batch, then eval mode as in scoring
+    model.eval()
+    new_sale = dense.clone()
+    new_sale[:, list(sale_columns())] += 1.5  # the same sale-level change for every user
+    with torch.no_grad():
+        shift = model(new_sale, cats) - model(dense, cats)
+    if sale_features == "none":
+        assert shift.abs().max() == 0
+    elif sale_features == "wide":
+        assert shift.abs().max() > 1e-4
+        torch.testing.assert_close(shift, shift[:1].expand_as(shift), atol=1e-5, rtol=0)
+    else:
+        assert shift.std() > 1e-4
+
+
 @pytest.fixture(scope="module")
 def deep_setup(tmp_path_factory: pytest.TempPathFactory):
     """Enough data for a network to learn: 6,000 users, four sales (two train campaigns)."""

@@ -147,6 +147,28 @@ def test_ranking_curves_equal_scikit_learn(distinct_scores: int | None) -> None:
         ranking_curves(np.zeros(3), [0.1, 0.2, 0.3])
 
 
+def test_evaluate_scores_equals_its_three_separate_computations() -> None:
+    """The test window's one-sort report: metrics, curves and calibration bins equal
+    binary_metrics, ranking_curves and the bins of the ECE, each computed on its own."""
+    from flashsale_ml.training.metrics import evaluate_scores
+
+    rng = np.random.default_rng(3)
+    p = np.round(rng.beta(1, 12, 9_000) * 300) / 300  # ties included
+    y = (rng.random(len(p)) < p * 1.5).astype(int)
+    got = evaluate_scores(y, p, max_points=500)
+    assert got.metrics == binary_metrics(y, p)
+    curves = ranking_curves(y, p, max_points=500)
+    for name in ("false_positive_rate", "true_positive_rate", "recall", "precision"):
+        np.testing.assert_array_equal(getattr(got.curves, name), getattr(curves, name))
+    # equal-mass bins of ascending prediction: 15 bins of 600 rows
+    order = np.argsort(p, kind="stable")
+    bins = np.array_split(order, 15)
+    np.testing.assert_allclose(got.calibration.mean_prediction, [p[b].mean() for b in bins])
+    np.testing.assert_allclose(got.calibration.observed_rate, [y[b].mean() for b in bins])
+    ece = sum(len(b) / len(p) * abs(y[b].mean() - p[b].mean()) for b in bins)
+    assert got.metrics["ece"] == pytest.approx(ece, abs=1e-12)
+
+
 def test_valid_metrics_read_from_lightgbm_equal_a_prediction_at_the_best_round() -> None:
     """Validation metrics come from LightGBM's per-round record: the right round is read."""
     import pandas as pd

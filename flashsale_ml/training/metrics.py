@@ -126,25 +126,88 @@ def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike) -> dict[str, float]:
         characteristic (ROC) curve", Radiology (AUC as the Mann-Whitney statistic, ties
         counted one half); Zhu (2004), "Recall, precision and average precision" (AP).
     """
-    y, p = check_binary_inputs(y_true, y_prob, both_classes=True)
-    order = np.argsort(p, kind="stable")
-    y_sorted, p_sorted = y[order], p[order]
-    n = len(p)
-    positives = float(y_sorted.sum())
-    auc, pos_per_group, sizes = _auc_sorted(y_sorted, p_sorted)
-    _, _, average_precision = _top_down_counts(pos_per_group, sizes)
-    clipped = np.clip(p, 1e-7, 1 - 1e-7)
-    log_loss = float(-np.mean(y * np.log(clipped) + (1.0 - y) * np.log1p(-clipped)))
-    return {
-        "auc": auc,
-        "pr_auc": average_precision,
-        "log_loss": log_loss,
-        "brier": float(np.mean((p - y) ** 2)),
-        "ece": _ece_sorted(y_sorted, p_sorted, 15),
-        "positive_rate": positives / n,
-        "mean_prediction": float(p.mean()),
-        "n": float(n),
-    }
+    return _SortedScores.of(y_true, y_prob).metrics()
+
+
+@dataclass(frozen=True)
+class CalibrationBins:
+    """Mean prediction and observed rate in equal-mass bins of ascending prediction."""
+
+    mean_prediction: np.ndarray
+    observed_rate: np.ndarray
+
+
+@dataclass(frozen=True)
+class ScoreEvaluation:
+    """Everything a test window's report shows, from one sort of its scores."""
+
+    metrics: dict[str, float]
+    curves: RankingCurves
+    calibration: CalibrationBins
+
+
+def evaluate_scores(
+    y_true: ArrayLike, y_prob: ArrayLike, max_points: int | None = 2_000
+) -> ScoreEvaluation:
+    """:func:`binary_metrics`, :func:`ranking_curves` and the calibration bins of the ECE.
+
+    A test window has millions of rows, and each of the three sorted the scores on its own
+    (about 0.25 s each at 2.4 million); here one sort serves all three, with equal results
+    (a test checks this).
+
+    Raises:
+        ValueError: as :func:`binary_metrics`.
+    """
+    scores = _SortedScores.of(y_true, y_prob)
+    return ScoreEvaluation(scores.metrics(), scores.curves(max_points), scores.calibration())
+
+
+@dataclass(frozen=True)
+class _SortedScores:
+    """Labels and probabilities in ascending order of probability, grouped by tied scores."""
+
+    y: np.ndarray
+    p: np.ndarray
+    y_sorted: np.ndarray
+    p_sorted: np.ndarray
+    auc: float
+    pos_per_group: np.ndarray
+    sizes: np.ndarray
+
+    @classmethod
+    def of(cls, y_true: ArrayLike, y_prob: ArrayLike) -> _SortedScores:
+        y, p = check_binary_inputs(y_true, y_prob, both_classes=True)
+        order = np.argsort(p, kind="stable")
+        y_sorted, p_sorted = y[order], p[order]
+        auc, pos_per_group, sizes = _auc_sorted(y_sorted, p_sorted)
+        return cls(y, p, y_sorted, p_sorted, auc, pos_per_group, sizes)
+
+    def metrics(self) -> dict[str, float]:
+        y, p, n = self.y, self.p, len(self.p)
+        _, _, average_precision = _top_down_counts(self.pos_per_group, self.sizes)
+        clipped = np.clip(p, 1e-7, 1 - 1e-7)
+        log_loss = float(-np.mean(y * np.log(clipped) + (1.0 - y) * np.log1p(-clipped)))
+        return {
+            "auc": self.auc,
+            "pr_auc": average_precision,
+            "log_loss": log_loss,
+            "brier": float(np.mean((p - y) ** 2)),
+            "ece": _ece_sorted(self.y_sorted, self.p_sorted, 15),
+            "positive_rate": float(self.y_sorted.sum()) / n,
+            "mean_prediction": float(p.mean()),
+            "n": float(n),
+        }
+
+    def curves(self, max_points: int | None) -> RankingCurves:
+        return _curves_from_groups(self.auc, self.pos_per_group, self.sizes, max_points)
+
+    def calibration(self, bins: int = 15) -> CalibrationBins:
+        parts = min(bins, len(self.p))
+        y_bins, p_bins = np.array_split(self.y_sorted, parts), np.array_split(self.p_sorted, parts)
+        return CalibrationBins(
+            mean_prediction=np.array([b.mean() for b in p_bins if len(b)]),
+            observed_rate=np.array([b.mean() for b in y_bins if len(b)]),
+        )
 
 
 def _top_down_counts(
@@ -189,6 +252,12 @@ def ranking_curves(
     y, s = _check_scores(y_true, scores, "the curve")
     order = np.argsort(s, kind="stable")
     auc, pos_per_group, sizes = _auc_sorted(y[order], s[order])
+    return _curves_from_groups(auc, pos_per_group, sizes, max_points)
+
+
+def _curves_from_groups(
+    auc: float, pos_per_group: np.ndarray, sizes: np.ndarray, max_points: int | None
+) -> RankingCurves:
     true_pos, false_pos, average_precision = _top_down_counts(pos_per_group, sizes)
     precision = true_pos / (true_pos + false_pos)
     recall = true_pos / true_pos[-1]

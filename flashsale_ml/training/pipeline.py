@@ -20,7 +20,6 @@ from flashsale_ml.tracking import (
 from flashsale_ml.training.propensity_lgbm import (
     CATEGORY_VOCAB,
     DICTIONARY_COLUMNS,
-    FEATURES,
     TRAINING_COLUMNS,
     LgbmConfig,
     encoded_time_split,
@@ -74,7 +73,6 @@ def train_propensity_lgbm_step(
     """
     import mlflow
     import mlflow.lightgbm
-    import pandas as pd
     from mlflow.models import infer_signature
 
     from flashsale_ml.training import plots
@@ -83,7 +81,7 @@ def train_propensity_lgbm_step(
     durations: dict[str, float] = {}
     with _timed(durations, "read_features"), Snapshot(features_uri) as snapshot:
         # Only what the model and the split read (ids and the revenue label stay on disk),
-        # straight from Arrow into the model matrices.
+        # as Arrow: LightGBM bins and scores zero-copy slices of this table.
         table = snapshot.read_table(
             "propensity",
             columns=list(TRAINING_COLUMNS),
@@ -135,7 +133,8 @@ def train_propensity_lgbm_step(
 
         log_snapshot_input(run_id, features_uri, "propensity")
 
-        x_example = pd.DataFrame(split.x["test"][:5], columns=list(FEATURES))
+        # Serving sends encode_features' float64 matrix, so the signature is all doubles.
+        x_example = split.x["test"].slice(0, 5).to_pandas().astype("float64")
         signature = infer_signature(x_example, model.booster.predict(x_example))
         info = mlflow.lightgbm.log_model(
             model.booster,
@@ -147,10 +146,9 @@ def train_propensity_lgbm_step(
         )
         mlflow.set_tag(f"{TAG_PREFIX}model_uri", info.model_uri)
 
-        y, p = model.test_labels, model.test_predictions
         importance = model.booster.feature_importance(importance_type="gain")
         for name, fig in {
-            **plots.test_window_figures(y, p, "LightGBM"),
+            **plots.test_window_figures(model.test_evaluation, "LightGBM"),
             "feature_importance.png": plots.importance_figure(
                 model.booster.feature_name(), importance
             ),

@@ -7,7 +7,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from flashsale_ml.training.metrics import RankingCurves, ranking_curves
+from flashsale_ml.training.metrics import (
+    CalibrationBins,
+    RankingCurves,
+    ScoreEvaluation,
+    ranking_curves,
+)
 
 
 def _figure(title: str):
@@ -42,17 +47,16 @@ def pr_figure(y_true: ArrayLike, y_prob: ArrayLike, label: str = "model"):
     return _pr_plot(ranking_curves(y_true, y_prob), label, float(np.mean(y_true)))
 
 
-def test_window_figures(y_true: ArrayLike, y_prob: ArrayLike, label: str) -> dict[str, object]:
+def test_window_figures(evaluation: ScoreEvaluation, label: str) -> dict[str, object]:
     """ROC, PR and calibration figures of one model's test-window scores, by file name.
 
-    The ROC and PR curves come from one sort of the scores (millions of rows on a real test
-    window), not one each.
+    Drawn from :func:`~flashsale_ml.training.metrics.evaluate_scores`, so the scores of a
+    test window (millions of rows) are sorted once for its metrics and all three figures.
     """
-    curves = ranking_curves(y_true, y_prob)
     return {
-        "roc_test.png": _roc_plot({label: curves}, "ROC curve (test window)"),
-        "pr_test.png": _pr_plot(curves, label, float(np.mean(y_true))),
-        "calibration_test.png": calibration_figure(y_true, y_prob),
+        "roc_test.png": _roc_plot({label: evaluation.curves}, "ROC curve (test window)"),
+        "pr_test.png": _pr_plot(evaluation.curves, label, evaluation.metrics["positive_rate"]),
+        "calibration_test.png": calibration_figure(evaluation.calibration, label),
     }
 
 
@@ -81,17 +85,12 @@ def _pr_plot(curves: RankingCurves, label: str, base_rate: float):
     return fig
 
 
-def calibration_figure(y_true: ArrayLike, y_prob: ArrayLike, bins: int = 15):
-    y = np.asarray(y_true, dtype=float)
-    p = np.asarray(y_prob, dtype=float)
-    order = np.argsort(p)
-    chunks = [c for c in np.array_split(order, bins) if len(c)]
-    mean_p = [p[c].mean() for c in chunks]
-    mean_y = [y[c].mean() for c in chunks]
+def calibration_figure(bins: CalibrationBins, label: str = "model"):
+    mean_p, mean_y = bins.mean_prediction, bins.observed_rate
     fig, ax = _figure("Calibration (equal-mass bins)")
-    hi = max(max(mean_p), max(mean_y)) * 1.05
+    hi = max(mean_p.max(), mean_y.max()) * 1.05
     ax.plot([0, hi], [0, hi], "--", color="grey", label="perfect")
-    ax.plot(mean_p, mean_y, "o-", label="model")
+    ax.plot(mean_p, mean_y, "o-", label=label)
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed purchase rate")
     ax.legend(loc="upper left")

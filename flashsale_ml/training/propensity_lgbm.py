@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from flashsale_ml.contract import CONTROL_ARM, DEVICE_TYPES, PROMO_TYPES, REGIONS
 from flashsale_ml.features.build import LABEL, SALE_FEATURES, USER_FEATURES
-from flashsale_ml.training.metrics import binary_metrics, roc_auc
+from flashsale_ml.training.metrics import ScoreEvaluation, binary_metrics, evaluate_scores, roc_auc
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,14 @@ class TimeSplit:
 
 @dataclass(frozen=True)
 class EncodedSplit:
-    """What LightGBM trains on, per part (train / valid / test): the float64 feature matrix
-    (columns ``FEATURES``) and the labels. No frames, so large runs hold one copy of the data.
+    """What LightGBM trains on, per part (train / valid / test): an Arrow table of the
+    features (columns ``FEATURES``, see :func:`feature_table`) and the labels as float64.
+
+    LightGBM bins and scores Arrow tables directly, so each part is a zero-copy slice of the
+    table read from the snapshot: no float64 matrix beside it (2.5 GB at ten million rows).
     """
 
-    x: dict[str, np.ndarray]
+    x: dict[str, pa.Table]
     y: dict[str, np.ndarray]
     campaigns: dict[str, list[str]]
 
@@ -86,12 +89,15 @@ class TrainedPropensityModel:
     history: dict[str, list[float]] = field(default_factory=dict)
     test_predictions: np.ndarray | None = None
     test_labels: np.ndarray | None = None
+    # Metrics, ROC/PR curves and calibration bins of the test window, from one sort.
+    test_evaluation: ScoreEvaluation | None = None
     # Wall seconds of fitting (binning + boosting with early stopping) and of evaluating.
     durations: dict[str, float] = field(default_factory=dict)
 
 
 def encode_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """The model's input matrix: numeric features plus categoricals as stable integer codes.
+    """The model's input matrix as serving sends it: numeric features plus categoricals as
+    stable integer codes (training reads the same values as Arrow, see :func:`feature_table`).
 
     One float64 block (codes are small integers, exact in float64; an unknown value is -1,
     which LightGBM treats as missing): LightGBM reads it without a copy, where a mixed
@@ -139,6 +145,39 @@ def category_codes(values: pa.ChunkedArray | pa.Array, vocab: Sequence[str]) -> 
             found = pc.index_in(chunk.cast(pa.string()), value_set).fill_null(-1)
             parts.append(np.asarray(found, dtype=np.int32))
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+
+
+def feature_table(table: pa.Table) -> pa.Table:
+    """The model's input as Arrow: the columns ``FEATURES`` in order, categoricals as int32
+    codes of :data:`CATEGORY_VOCAB` (-1 for nulls and unknown values, which LightGBM treats
+    as missing), numeric columns as stored (integers and floats; nulls are missing).
+
+    The values, read as float64, equal :func:`encode_features`' matrix, which serving uses,
+    and LightGBM builds the same model from either (a test checks both).
+
+    Raises:
+        ValueError: a feature column is missing or not numeric.
+    """
+    missing = [c for c in FEATURES if c not in table.schema.names]
+    if missing:
+        raise ValueError(f"propensity features: missing column(s) {missing}")
+    columns = []
+    for name in FEATURES:
+        values = table[name]
+        if name in CATEGORY_VOCAB:
+            values = pa.array(category_codes(values, CATEGORY_VOCAB[name]))
+        elif any(
+            is_type(values.type)
+            for is_type in (pa.types.is_decimal, pa.types.is_boolean, pa.types.is_float16)
+        ):
+            # LightGBM reads integer and float32/64 columns; other numbers become float64.
+            values = values.cast(pa.float64())
+        elif not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+            raise ValueError(
+                f"propensity features: column {name!r} of type {values.type} is not numeric"
+            )
+        columns.append(values)
+    return pa.table(columns, names=list(FEATURES))
 
 
 def _distinct_strings(values: pa.ChunkedArray | pa.Array) -> list[str]:
@@ -214,24 +253,25 @@ def time_split(frame: pd.DataFrame, seed: int) -> TimeSplit:
 
 
 def encode_split(split: TimeSplit) -> EncodedSplit:
-    """The matrices and labels of a split of frames."""
+    """The feature tables and labels of a split of frames."""
     parts = {"train": split.train, "valid": split.valid, "test": split.test}
     return EncodedSplit(
-        x={name: encode_features(frame).to_numpy() for name, frame in parts.items()},
+        x={
+            name: feature_table(pa.Table.from_pandas(frame[list(FEATURES)], preserve_index=False))
+            for name, frame in parts.items()
+        },
         y={name: frame[LABEL].to_numpy(dtype="float64") for name, frame in parts.items()},
         campaigns=split.campaigns,
     )
 
 
 def encoded_time_split(table: pa.Table, seed: int) -> EncodedSplit:
-    """:func:`time_split` and :func:`encode_features` in one pass over an Arrow table.
+    """:func:`time_split` and :func:`feature_table` in one pass over an Arrow table.
 
-    Each part (train, valid, test) gets its own column-major float64 matrix, written column by
-    column straight from Arrow. A part must be contiguous in memory: LightGBM copies a strided
-    view before it bins or scores it, which cost 3.4 s of the 6.8 s Dataset construction at
-    five million rows. Feature snapshots store rows campaign by campaign, so a part is usually
-    one slice of each column; other orders are gathered. String columns may arrive as Arrow
-    dictionaries (see :data:`DICTIONARY_COLUMNS`).
+    Feature snapshots store rows campaign by campaign, so each part (train, valid, test) is
+    usually one zero-copy slice of the table; other row orders are gathered. String columns
+    may arrive as Arrow dictionaries (see :data:`DICTIONARY_COLUMNS`). Writing the parts into
+    float64 matrices instead took 2.6 s at ten million rows and doubled the memory.
 
     Raises:
         ValueError: a feature column is missing, or fewer than two campaigns.
@@ -240,59 +280,19 @@ def encoded_time_split(table: pa.Table, seed: int) -> EncodedSplit:
     if missing:
         raise ValueError(f"propensity features: missing column(s) {missing}")
     positions, parts = _split_positions(table["campaign_id"], table["as_of"], seed)
-    names = ("train", "valid", "test")
-    # A part whose rows are consecutive is a slice of every column, not a gather.
-    slices = {
-        name: slice(int(rows[0]), int(rows[-1]) + 1)
-        if len(rows) and rows[-1] - rows[0] + 1 == len(rows)
-        else rows
-        for name, rows in positions.items()
-    }
-    x = {
-        name: np.empty((len(positions[name]), len(FEATURES)), dtype="float64", order="F")
-        for name in names
-    }
-    y = {name: np.empty(len(positions[name]), dtype="float64") for name in names}
-    for position, column in enumerate((*FEATURES, LABEL)):
-        targets = {name: (y[name] if column == LABEL else x[name][:, position]) for name in names}
-        vocab = CATEGORY_VOCAB.get(column)
-        if vocab is not None:
-            codes = category_codes(table[column], vocab)
-            for name in names:
-                targets[name][:] = codes[slices[name]]
+    features = feature_table(table)
+    labels = table[LABEL]
+    x: dict[str, pa.Table] = {}
+    y: dict[str, np.ndarray] = {}
+    for name, rows in positions.items():
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # consecutive rows: a slice
+            x[name] = features.slice(int(rows[0]), len(rows))
+            part_labels = labels.slice(int(rows[0]), len(rows))
         else:
-            _write_numeric(table[column], slices, targets)
+            x[name] = features.take(rows)
+            part_labels = labels.take(rows)
+        y[name] = part_labels.to_numpy().astype("float64")
     return EncodedSplit(x=x, y=y, campaigns=parts)
-
-
-def _write_numeric(
-    values: pa.ChunkedArray,
-    slices: dict[str, slice | np.ndarray],
-    targets: dict[str, np.ndarray],
-) -> None:
-    """Write a numeric column into each part's target (float64, nulls as NaN).
-
-    Contiguous parts are filled chunk by chunk from zero-copy views of Arrow's buffers: a
-    concatenated copy of every column first doubled the memory written (2.6 GB at ten million
-    rows) and took longer than reading the Parquet.
-    """
-    gathered = [name for name, rows in slices.items() if not isinstance(rows, slice)]
-    if gathered:
-        dense = values.to_numpy()
-        for name in gathered:
-            targets[name][:] = dense[slices[name]]
-    offset = 0
-    for chunk in values.chunks:
-        chunk_end = offset + len(chunk)
-        for name, rows in slices.items():
-            if not isinstance(rows, slice):
-                continue
-            start, stop = max(rows.start, offset), min(rows.stop, chunk_end)
-            if start < stop:
-                # zero-copy for a chunk without nulls; one with nulls becomes float with NaN
-                source = chunk.slice(start - offset, stop - start).to_numpy(zero_copy_only=False)
-                targets[name][start - rows.start : stop - rows.start] = source
-        offset = chunk_end
 
 
 def lgbm_params(config: LgbmConfig, seed: int) -> dict[str, object]:
@@ -325,7 +325,9 @@ def lgbm_params(config: LgbmConfig, seed: int) -> dict[str, object]:
     return params
 
 
-def staged_curves(booster, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
+def staged_curves(
+    booster, x: pa.Table | pd.DataFrame | np.ndarray, y: np.ndarray
+) -> dict[str, list[float]]:
     """Log loss and AUC after every boosting round, exactly, from per-tree raw scores.
 
     One ``pred_leaf`` pass gives every row's leaf in every tree; a tree's raw output is its
@@ -333,9 +335,8 @@ def staged_curves(booster, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> dict[
     one prediction call instead of one per round (which cost ~5 ms each in call overhead),
     and no evaluation inside LightGBM's training rounds.
     """
-    matrix = np.asarray(x, dtype="float64")
     rounds = booster.current_iteration()
-    leaves = np.asarray(booster.predict(matrix, pred_leaf=True)).reshape(len(matrix), rounds)
+    leaves = np.asarray(booster.predict(x, pred_leaf=True)).reshape(len(y), rounds)
     outputs = np.empty(leaves.shape, dtype="float64")
     for tree in range(rounds):
         hit, position = np.unique(leaves[:, tree], return_inverse=True)
@@ -375,9 +376,9 @@ def train_propensity_lgbm(
     # own training time at a million rows.
     # (drawn without shuffling every row: a full permutation took 0.3 s at 7.6M rows)
     sample = np.random.default_rng(seed).choice(
-        len(x_train), size=min(TRAIN_EVAL_SAMPLE, len(x_train)), replace=False
+        len(y_train), size=min(TRAIN_EVAL_SAMPLE, len(y_train)), replace=False
     )
-    x_train_eval, y_train_eval = x_train[sample], y_train[sample]
+    x_train_eval, y_train_eval = x_train.take(sample), y_train[sample]
     evals: dict[str, dict[str, list[float]]] = {}
     booster = lgb.train(
         params,
@@ -408,10 +409,12 @@ def train_propensity_lgbm(
         name: booster.predict(x, num_iteration=best)
         for name, x in (("train", x_train_eval), ("test", x_test))
     }
-    labels = {"train": y_train_eval, "test": y_test}
-    metrics |= {name: binary_metrics(labels[name], p) for name, p in predictions.items()}
+    # The test window's metrics and its report's curves come from one sort of its scores.
+    test_evaluation = evaluate_scores(y_test, predictions["test"])
+    metrics["train"] = binary_metrics(y_train_eval, predictions["train"])
+    metrics["test"] = test_evaluation.metrics
     evals["train"] = staged_curves(
-        booster, x_train_eval[:CURVE_SAMPLE], y_train_eval[:CURVE_SAMPLE]
+        booster, x_train_eval.slice(0, CURVE_SAMPLE), y_train_eval[:CURVE_SAMPLE]
     )
     history = {
         f"curve_{split_name}_{metric}": values
@@ -432,6 +435,7 @@ def train_propensity_lgbm(
         history=history,
         test_predictions=predictions["test"],
         test_labels=y_test,
+        test_evaluation=test_evaluation,
         durations={
             "fit": round(evaluate_started - fit_started, 3),
             "evaluate": round(time.perf_counter() - evaluate_started, 3),

@@ -54,6 +54,11 @@ def n_dense_columns() -> int:
     return len(DENSE) + len(NULLABLE)
 
 
+def sale_columns() -> tuple[int, ...]:
+    """Positions of the sale-level features (constant within a sale) in ``Encoded.dense``."""
+    return tuple(DENSE.index(name) for name in SALE_FEATURES)
+
+
 def encode(frame: pd.DataFrame, user_buckets: int) -> Encoded:
     """Dense and categorical model inputs of ``frame`` (stateless: no fitted statistics, so
     every rank encodes its shard identically; the network's BatchNorm does the scaling)."""

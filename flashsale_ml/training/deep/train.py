@@ -26,8 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from flashsale_ml.training.deep.data import Encoded, cardinalities, encode, n_dense_columns
+from flashsale_ml.training.deep.data import (
+    Encoded,
+    cardinalities,
+    encode,
+    n_dense_columns,
+    sale_columns,
+)
 from flashsale_ml.training.deep.model import DeepConfig, build_model
+from flashsale_ml.training.metrics import ScoreEvaluation
 
 log = logging.getLogger("flashsale_ml.training.deep")
 
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     from flashsale_ml.datasets import Snapshot
     from flashsale_ml.storage import open_store
     from flashsale_ml.training.deep.data import read_shard
-    from flashsale_ml.training.metrics import binary_metrics
+    from flashsale_ml.training.metrics import binary_metrics, evaluate_scores
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--features", required=True)
@@ -152,7 +159,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(data['test']):,}",
     )
 
-    model = build_model(n_dense_columns(), cardinalities(config.user_buckets), config)
+    model = build_model(
+        n_dense_columns(),
+        cardinalities(config.user_buckets),
+        config,
+        sale_columns=sale_columns(),
+    )
     model.to(device)
     ddp = DistributedDataParallel(model, device_ids=[local_rank] if use_cuda else None)
     optimizer = torch.optim.AdamW(
@@ -263,7 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     y_test = _gather(data["test"].label)
     p_test = _gather(_predict(model, data["test"], device, 65_536))
     if rank == 0:
-        test = binary_metrics(y_test, np.clip(p_test, 1e-7, 1 - 1e-7))
+        evaluation = evaluate_scores(y_test, np.clip(p_test, 1e-7, 1 - 1e-7))
+        test = evaluation.metrics
         result = {
             "test": test,
             "history": history,
@@ -276,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
             "epochs_run": len(history["valid_loss"]),
         }
         if args.run_id:
-            _log_final(args.run_id, model, config, data["test"], y_test, p_test, result)
+            _log_final(args.run_id, model, config, data["test"], evaluation, result)
         if args.result:
             with open(args.result, "w") as fh:
                 json.dump(result, fh)
@@ -290,8 +303,7 @@ def _log_final(
     model,
     config: DeepConfig,
     test: Encoded,
-    y: np.ndarray,
-    p: np.ndarray,
+    evaluation: ScoreEvaluation,
     result: dict[str, Any],
 ) -> None:
     import mlflow
@@ -335,7 +347,7 @@ def _log_final(
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
         )
         mlflow.set_tag("flashsale.model_uri", info.model_uri)
-        for name, fig in plots.test_window_figures(y, p, "DCN-v2").items():
+        for name, fig in plots.test_window_figures(evaluation, "DCN-v2").items():
             mlflow.log_figure(fig, f"plots/{name}")
         mlflow.log_figure(
             plots.curves_figure(
