@@ -44,17 +44,18 @@ def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, bins: int =
     """
     y, p = check_binary_inputs(y_true, y_prob)
     order = np.argsort(p, kind="stable")
-    return _ece_sorted(y[order], p[order], bins)
+    return _calibration_sorted(y[order], p[order], bins).calibration_error()
 
 
-def _ece_sorted(y: np.ndarray, p: np.ndarray, bins: int) -> float:
-    ece = 0.0
-    for y_bin, p_bin in zip(
-        np.array_split(y, min(bins, len(p))), np.array_split(p, min(bins, len(p))), strict=True
-    ):
-        if len(y_bin):
-            ece += len(y_bin) / len(p) * abs(y_bin.mean() - p_bin.mean())
-    return float(ece)
+def _calibration_sorted(y: np.ndarray, p: np.ndarray, bins: int) -> CalibrationBins:
+    """Equal-mass bins of labels and probabilities sorted by ascending probability."""
+    parts = min(bins, len(p))  # so that no bin is empty
+    y_bins, p_bins = np.array_split(y, parts), np.array_split(p, parts)
+    return CalibrationBins(
+        mean_prediction=np.array([b.mean() for b in p_bins]),
+        observed_rate=np.array([b.mean() for b in y_bins]),
+        rows=np.array([len(b) for b in y_bins]),
+    )
 
 
 def _auc_sorted(y_sorted: np.ndarray, s_sorted: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -135,6 +136,12 @@ class CalibrationBins:
 
     mean_prediction: np.ndarray
     observed_rate: np.ndarray
+    rows: np.ndarray
+
+    def calibration_error(self) -> float:
+        """Σ_b (n_b / n) · |mean(y)_b − mean(p)_b| (see :func:`expected_calibration_error`)."""
+        gaps = np.abs(self.observed_rate - self.mean_prediction)
+        return float((self.rows / self.rows.sum() * gaps).sum())
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,8 @@ def evaluate_scores(
         ValueError: as :func:`binary_metrics`.
     """
     scores = _SortedScores.of(y_true, y_prob)
-    return ScoreEvaluation(scores.metrics(), scores.curves(max_points), scores.calibration())
+    calibration = scores.calibration()
+    return ScoreEvaluation(scores.metrics(calibration), scores.curves(max_points), calibration)
 
 
 @dataclass(frozen=True)
@@ -182,8 +190,9 @@ class _SortedScores:
         auc, pos_per_group, sizes = _auc_sorted(y_sorted, p_sorted)
         return cls(y, p, y_sorted, p_sorted, auc, pos_per_group, sizes)
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self, calibration: CalibrationBins | None = None) -> dict[str, float]:
         y, p, n = self.y, self.p, len(self.p)
+        calibration = calibration or self.calibration()
         _, _, average_precision = _top_down_counts(self.pos_per_group, self.sizes)
         clipped = np.clip(p, 1e-7, 1 - 1e-7)
         log_loss = float(-np.mean(y * np.log(clipped) + (1.0 - y) * np.log1p(-clipped)))
@@ -192,7 +201,7 @@ class _SortedScores:
             "pr_auc": average_precision,
             "log_loss": log_loss,
             "brier": float(np.mean((p - y) ** 2)),
-            "ece": _ece_sorted(self.y_sorted, self.p_sorted, 15),
+            "ece": calibration.calibration_error(),
             "positive_rate": float(self.y_sorted.sum()) / n,
             "mean_prediction": float(p.mean()),
             "n": float(n),
@@ -202,12 +211,7 @@ class _SortedScores:
         return _curves_from_groups(self.auc, self.pos_per_group, self.sizes, max_points)
 
     def calibration(self, bins: int = 15) -> CalibrationBins:
-        parts = min(bins, len(self.p))
-        y_bins, p_bins = np.array_split(self.y_sorted, parts), np.array_split(self.p_sorted, parts)
-        return CalibrationBins(
-            mean_prediction=np.array([b.mean() for b in p_bins if len(b)]),
-            observed_rate=np.array([b.mean() for b in y_bins if len(b)]),
-        )
+        return _calibration_sorted(self.y_sorted, self.p_sorted, bins)
 
 
 def _top_down_counts(

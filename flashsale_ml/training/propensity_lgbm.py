@@ -87,8 +87,6 @@ class TrainedPropensityModel:
     best_iteration: int
     metrics: dict[str, dict[str, float]]
     history: dict[str, list[float]] = field(default_factory=dict)
-    test_predictions: np.ndarray | None = None
-    test_labels: np.ndarray | None = None
     # Metrics, ROC/PR curves and calibration bins of the test window, from one sort.
     test_evaluation: ScoreEvaluation | None = None
     # Wall seconds of fitting (binning + boosting with early stopping) and of evaluating.
@@ -433,8 +431,6 @@ def train_propensity_lgbm(
         best_iteration=best,
         metrics=metrics,
         history=history,
-        test_predictions=predictions["test"],
-        test_labels=y_test,
         test_evaluation=test_evaluation,
         durations={
             "fit": round(evaluate_started - fit_started, 3),
