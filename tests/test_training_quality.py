@@ -169,9 +169,10 @@ def test_evaluate_scores_equals_its_three_separate_computations() -> None:
     assert got.metrics["ece"] == pytest.approx(ece, abs=1e-12)
 
 
-def test_valid_metrics_equal_a_prediction_at_the_best_round() -> None:
+def test_valid_metrics_equal_a_prediction_at_the_best_round(caplog) -> None:
     """Early stopping runs past the best round; the validation metrics (and the curves) are
-    those of the best round, not of the last one trained."""
+    those of the best round, not of the last one trained. They come from the scores
+    LightGBM computed during training, not from a second prediction pass."""
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
@@ -201,6 +202,7 @@ def test_valid_metrics_equal_a_prediction_at_the_best_round() -> None:
     # early stopping acted: LightGBM evaluated rounds past the best one (and dropped them)
     assert len(model.history["curve_valid_binary_logloss"]) > model.best_iteration
     assert len(model.history["curve_valid_sample_auc"]) == model.best_iteration
+    assert "scoring validation" not in caplog.text  # the kept scores were used
     p = model.booster.predict(encode_features(split.valid), num_iteration=model.best_iteration)
     y = split.valid["label_purchase"].to_numpy()
     assert model.metrics["valid"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-9)
