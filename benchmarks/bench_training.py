@@ -225,18 +225,20 @@ def wrapper_overhead(lake, features: str, frame, rows: int, settings, repeat: in
         )
         return time.perf_counter() - started
 
-    bare_runs: list[float] = []
-    step_runs: list[float] = []
     phases: list[dict[str, float]] = []
+
+    def our_step() -> float:
+        started = time.perf_counter()
+        result = train_propensity_lgbm_step(writer.uri, settings, config=config)
+        phases.append(result.durations)
+        return time.perf_counter() - started
+
+    runs: dict[str, list[float]] = {"bare": [], "step": []}
+    timed = {"bare": bare_train, "step": our_step}
     for run in range(repeat):
         for which in ("bare", "step") if run % 2 == 0 else ("step", "bare"):
-            if which == "bare":
-                bare_runs.append(bare_train())
-                continue
-            started = time.perf_counter()
-            result = train_propensity_lgbm_step(writer.uri, settings, config=config)
-            step_runs.append(time.perf_counter() - started)
-            phases.append(result.durations)
+            runs[which].append(timed[which]())
+    bare_runs, step_runs = runs["bare"], runs["step"]
     bare_data.clear()
     bare_job = bare_training_job(Snapshot(writer.uri).local_files("propensity"), config)
     bare, wrapped = statistics.median(bare_runs), statistics.median(step_runs)

@@ -32,19 +32,11 @@ def close(fig) -> None:
     fig.clear()
 
 
-def roc_figure(y_true: ArrayLike, y_prob: ArrayLike, label: str = "model"):
-    return roc_curves_figure(y_true, {label: y_prob})
-
-
 def roc_curves_figure(
     y_true: ArrayLike, scores: Mapping[str, ArrayLike], title: str = "ROC curve (test window)"
 ):
     """One ROC curve per model on the same rows (e.g. champion vs challenger on the holdout)."""
     return _roc_plot({label: ranking_curves(y_true, p) for label, p in scores.items()}, title)
-
-
-def pr_figure(y_true: ArrayLike, y_prob: ArrayLike, label: str = "model"):
-    return _pr_plot(ranking_curves(y_true, y_prob), label, float(np.mean(y_true)))
 
 
 def test_window_figures(evaluation: ScoreEvaluation, label: str) -> dict[str, object]:

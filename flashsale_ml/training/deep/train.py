@@ -34,7 +34,7 @@ from flashsale_ml.training.deep.data import (
     sale_columns,
 )
 from flashsale_ml.training.deep.model import DeepConfig, build_model
-from flashsale_ml.training.metrics import ScoreEvaluation
+from flashsale_ml.training.metrics import ScoreEvaluation, binary_metrics, evaluate_scores
 
 log = logging.getLogger("flashsale_ml.training.deep")
 
@@ -110,7 +110,6 @@ def main(argv: list[str] | None = None) -> None:
     from flashsale_ml.datasets import Snapshot
     from flashsale_ml.storage import open_store
     from flashsale_ml.training.deep.data import read_shard
-    from flashsale_ml.training.metrics import binary_metrics, evaluate_scores
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--features", required=True)
