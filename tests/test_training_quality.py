@@ -169,10 +169,11 @@ def test_evaluate_scores_equals_its_three_separate_computations() -> None:
     assert got.metrics["ece"] == pytest.approx(ece, abs=1e-12)
 
 
-def test_valid_metrics_equal_a_prediction_at_the_best_round(caplog) -> None:
+def test_valid_metrics_equal_a_prediction_at_the_best_round() -> None:
     """Early stopping runs past the best round; the validation metrics (and the curves) are
-    those of the best round, not of the last one trained. They come from the scores
-    LightGBM computed during training, not from a second prediction pass."""
+    those of the best round, not of the last one trained. The log loss is LightGBM's own
+    record of the whole campaign; the other metrics come from a sample of
+    ``valid_metric_rows`` rows, which is the whole campaign when it is smaller."""
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
@@ -181,6 +182,7 @@ def test_valid_metrics_equal_a_prediction_at_the_best_round(caplog) -> None:
         FEATURES,
         TimeSplit,
         encode_features,
+        evaluation_sample,
     )
 
     rng = np.random.default_rng(5)
@@ -194,18 +196,27 @@ def test_valid_metrics_equal_a_prediction_at_the_best_round(caplog) -> None:
         return frame
 
     split = TimeSplit(campaign(4_000), campaign(2_000), campaign(2_000), {})
-    model = train_propensity_lgbm(
-        split,
-        LgbmConfig(learning_rate=0.3, early_stopping_rounds=5, max_rounds=400),
-        seed=1,
-    )
+    config = LgbmConfig(learning_rate=0.3, early_stopping_rounds=5, max_rounds=400)
+    model = train_propensity_lgbm(split, config, seed=1)
     # early stopping acted: LightGBM evaluated rounds past the best one (and dropped them)
     assert len(model.history["curve_valid_binary_logloss"]) > model.best_iteration
     assert len(model.history["curve_valid_sample_auc"]) == model.best_iteration
-    assert "scoring validation" not in caplog.text  # the kept scores were used
     p = model.booster.predict(encode_features(split.valid), num_iteration=model.best_iteration)
     y = split.valid["label_purchase"].to_numpy()
     assert model.metrics["valid"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-9)
+    assert model.metrics["valid"]["ece"] == pytest.approx(binary_metrics(y, p)["ece"], abs=1e-9)
     assert model.metrics["valid"]["log_loss"] == pytest.approx(
         binary_metrics(y, p)["log_loss"], abs=1e-9
     )
+
+    # A smaller sample: AUC and ECE of those rows, the log loss still of the whole campaign.
+    sampled = train_propensity_lgbm(split, config.model_copy(update={"valid_metric_rows": 700}), 1)
+    assert sampled.best_iteration == model.best_iteration
+    rows = evaluation_sample(len(y), 700, seed=1 + 2)
+    assert len(rows) == len(set(rows)) == 700
+    assert sampled.metrics["valid"]["auc"] == pytest.approx(roc_auc_score(y[rows], p[rows]))
+    assert sampled.metrics["valid"]["auc"] != pytest.approx(roc_auc_score(y, p), abs=1e-9)
+    assert sampled.metrics["valid"]["ece"] == pytest.approx(
+        binary_metrics(y[rows], p[rows])["ece"], abs=1e-9
+    )
+    assert sampled.metrics["valid"]["log_loss"] == model.metrics["valid"]["log_loss"]
