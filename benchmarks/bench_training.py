@@ -164,7 +164,7 @@ def wrapper_overhead(lake, features: str, frame, rows: int, settings, repeat: in
     versus a bare ``lightgbm.train`` with the same data, parameters and early stopping.
 
     The rows are the simulated feature rows tiled to ``rows`` and stored as a snapshot, so the
-    step reads them as it would in production. Boosting time alone varies by ±10 % between
+    step reads them as it would in production. Boosting time alone varies by up to ±14 % between
     identical runs on a shared 2-core machine, as much as the margin being measured, so the
     bare call and the step run ``repeat`` times each, interleaved (which goes first
     alternates), and the overhead is taken between their medians.

@@ -192,7 +192,8 @@ class _SortedScores:
 
     def metrics(self, calibration: CalibrationBins | None = None) -> dict[str, float]:
         y, p, n = self.y, self.p, len(self.p)
-        calibration = calibration or self.calibration()
+        if calibration is None:
+            calibration = self.calibration()
         _, _, average_precision = _top_down_counts(self.pos_per_group, self.sizes)
         clipped = np.clip(p, 1e-7, 1 - 1e-7)
         log_loss = float(-np.mean(y * np.log(clipped) + (1.0 - y) * np.log1p(-clipped)))

@@ -304,7 +304,7 @@ def lgbm_params(config: LgbmConfig, seed: int) -> dict[str, object]:
         # Early stopping needs only the validation log loss. LightGBM's AUC on the validation
         # campaign every round (a sort of millions of scores each time) was a quarter of the
         # fit at ten million rows (81 s with it, 59 s without); the validation AUC is computed
-        # once, from the best round's scores, and its learning curve on a sample.
+        # once after training, at the best round, and its learning curve on a sample.
         "metric": ["binary_logloss"],
         "num_leaves": config.num_leaves,
         "learning_rate": config.learning_rate,
