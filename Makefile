@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Machines that keep wheels on disk (e.g. the CPU build of torch) expose them here.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
-HOME_DIR := $(CURDIR)/.flashsale
+# The embedded defaults' state (lake, MLflow store, Airflow home); FLASHSALE_HOME moves it.
+HOME_DIR := $(abspath $(or $(FLASHSALE_HOME),$(CURDIR)/.flashsale))
 MLFLOW_PORT ?= 5000
 AIRFLOW_PORT ?= 8080
 
@@ -21,7 +22,7 @@ install: $(BIN)/.installed
 ## The main job on embedded defaults: simulate -> validate -> features -> train -> register,
 ## run by Airflow (`airflow dags test`) against a real MLflow server.
 demo: install
-	$(BIN)/flashsale demo
+	FLASHSALE_HOME=$(HOME_DIR) $(BIN)/flashsale demo
 
 ## The full test suite (unit, DAG integrity, end-to-end with Airflow + MLflow + S3).
 test: install
@@ -43,17 +44,23 @@ format: install
 ## Browse runs, plots and registered models of the demo.
 mlflow-ui: install
 	mkdir -p $(HOME_DIR)/mlartifacts
-	$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
+	exec $(CURDIR)/$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
 	  --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
 	  --default-artifact-root file://$(HOME_DIR)/mlartifacts --no-serve-artifacts
 
 ## Airflow UI (scheduler, API server, dag processor, triggerer) on the demo's metadata DB.
+## Loopback only; `airflow standalone` starts its parts as `airflow ...` from PATH, hence the
+## venv first on PATH. Tasks triggered here log straight into the demo's MLflow store, which
+## `make mlflow-ui` serves. umask 077: the generated admin password file is readable by you only.
 airflow-ui: install
+	umask 077 && mkdir -p $(HOME_DIR)/airflow && \
+	PATH="$(CURDIR)/$(BIN):$$PATH" \
 	AIRFLOW_HOME=$(HOME_DIR)/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
-	FLASHSALE_HOME=$(HOME_DIR) FLASHSALE_MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT) \
-	$(BIN)/airflow standalone
+	FLASHSALE_HOME=$(HOME_DIR) FLASHSALE_MLFLOW_TRACKING_URI=sqlite:///$(HOME_DIR)/mlflow.db \
+	exec $(CURDIR)/$(BIN)/airflow standalone
 
 ## Re-resolve and pin every dependency (run after changing pyproject.toml).
 constraints:

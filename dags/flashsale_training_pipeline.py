@@ -7,8 +7,11 @@ purchase-propensity model, registers it in the MLflow model registry as the `cha
 judges it against the `champion`; in parallel it trains the DCN-v2 deep model with
 DistributedDataParallel under torchrun (logged for comparison).
 
-* **Trigger** it from the UI with *Trigger DAG w/ config*: the form asks for the simulated
-  number of users and days, and the deep model's processes per node and epochs.
+* **Trigger** it from the UI with the *Trigger* button: the form asks for the simulated shop's
+  size (users, days of history) and the deep model's processes per node and epochs.
+* **Bad data fails at once**: a data-contract failure (validation, a missing snapshot) fails
+  its task without retries, and nothing downstream runs; only transient faults (a server
+  that does not answer) are retried.
 * **Where to look**: every run opens one MLflow parent run (named after the Airflow run id) with
   one nested run per step; the trained model is registered as `flashsale-propensity` with the
   `challenger` alias.
@@ -32,6 +35,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
+
+
+def _step(step_name: str, /, *args: Any, **kwargs: Any) -> Any:
+    """Call ``flashsale_ml.steps.<step_name>``; a data error fails the task at once, no retries.
+
+    Retrying bad data only delays the red light (a drift-gate failure used to take 5 minutes
+    of back-off to turn red); transient faults keep the task's retries.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from flashsale_ml import steps
+    from flashsale_ml.errors import DataError
+
+    try:
+        return getattr(steps, step_name)(*args, **kwargs)
+    except DataError as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
 
 DEFAULT_ARGS = {
     "owner": "flashsale-ml",
@@ -59,69 +80,67 @@ DEFAULT_ARGS = {
             minimum=100,
             maximum=10_000_000,
             title="Simulated users",
-            description="Accounts in the simulated shop.",
-        ),
-        "deep_nproc_per_node": Param(
-            2,
-            type="integer",
-            minimum=1,
-            maximum=64,
-            title="Deep model: processes per node",
-            description="torchrun workers; gloo on CPU, NCCL (one per GPU) on GPU machines.",
-        ),
-        "deep_epochs": Param(
-            6,
-            type="integer",
-            minimum=1,
-            maximum=200,
-            title="Deep model: epochs",
+            description="Accounts in the simulated shop (5,000 trains in about a minute).",
+            section="Simulated shop",
         ),
         "days": Param(
             28,
             type="integer",
             minimum=14,
             maximum=365,
-            title="Simulated days",
-            description="History length; one flash sale per week.",
+            title="Days of history",
+            description="One flash sale per week; the newest sale is the holdout that "
+            "decides promotion, so at least two weeks.",
+            section="Simulated shop",
+        ),
+        "deep_nproc_per_node": Param(
+            2,
+            type="integer",
+            minimum=1,
+            maximum=64,
+            title="Processes per node",
+            description="torchrun workers; gloo on CPU, NCCL (one per GPU) on GPU machines.",
+            section="Deep model (DCN-v2, DDP)",
+        ),
+        "deep_epochs": Param(
+            6,
+            type="integer",
+            minimum=1,
+            maximum=200,
+            title="Epochs",
+            description="Upper bound; training stops early when validation loss stops "
+            "improving and keeps the best epoch.",
+            section="Deep model (DCN-v2, DDP)",
         ),
     },
 )
 def flashsale_training_pipeline() -> None:
     @task
     def start_pipeline() -> str:
-        from flashsale_ml import steps
-
         context = get_current_context()
         dag_run = context["dag_run"]
-        return steps.start_pipeline(
+        return _step(
+            "start_pipeline",
             name=f"{dag_run.dag_id}/{dag_run.run_id}",
             tags={"airflow.dag_id": dag_run.dag_id, "airflow.run_id": dag_run.run_id},
         )
 
     @task
     def generate_data(parent_run_id: str) -> str:
-        from flashsale_ml import steps
-
         params = get_current_context()["params"]
-        return steps.generate_data(parent_run_id, users=params["users"], days=params["days"])
+        return _step("generate_data", parent_run_id, users=params["users"], days=params["days"])
 
     @task
     def validate_data(raw_uri: str, parent_run_id: str) -> dict[str, Any]:
-        from flashsale_ml import steps
-
-        return steps.validate_data(raw_uri, parent_run_id)
+        return _step("validate_data", raw_uri, parent_run_id)
 
     @task
     def build_features(raw_uri: str, parent_run_id: str) -> str:
-        from flashsale_ml import steps
-
-        return steps.build_features(raw_uri, parent_run_id)
+        return _step("build_features", raw_uri, parent_run_id)
 
     @task
     def train_propensity(features_uri: str, parent_run_id: str) -> dict[str, Any]:
-        from flashsale_ml import steps
-
-        return steps.train_propensity(features_uri, parent_run_id)
+        return _step("train_propensity", features_uri, parent_run_id)
 
     @task
     def train_propensity_deep(features_uri: str, parent_run_id: str) -> dict[str, Any]:
@@ -130,10 +149,9 @@ def flashsale_training_pipeline() -> None:
         Single node here; multi-node runs use one such task per node (e.g. KubernetesPodOperator)
         with a shared c10d rendezvous endpoint.
         """
-        from flashsale_ml import steps
-
         params = get_current_context()["params"]
-        return steps.train_propensity_deep(
+        return _step(
+            "train_propensity_deep",
             features_uri,
             parent_run_id,
             nproc_per_node=params["deep_nproc_per_node"],
@@ -142,16 +160,12 @@ def flashsale_training_pipeline() -> None:
 
     @task
     def register_model(training: dict[str, Any]) -> dict[str, Any]:
-        from flashsale_ml import steps
-
-        return steps.register_model(training["run_id"], model_kind="propensity")
+        return _step("register_model", training["run_id"], model_kind="propensity")
 
     @task
     def promote_model(registered: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
         """Champion/challenger gates on the newest holdout; moves aliases only on a pass."""
-        from flashsale_ml import steps
-
-        return steps.promote_model(registered["version"], "propensity", parent_run_id)
+        return _step("promote_model", registered["version"], "propensity", parent_run_id)
 
     @task(retries=0)
     def finish_pipeline(
@@ -162,10 +176,8 @@ def flashsale_training_pipeline() -> None:
         A teardown: it runs whatever happened upstream, and (unlike an ``all_done`` leaf) it
         does not turn a failed DAG run green.
         """
-        from flashsale_ml import steps
-
         status = "FINISHED" if promoted and deep else "FAILED"
-        steps.finish_pipeline(parent_run_id, status)
+        _step("finish_pipeline", parent_run_id, status)
         return status
 
     parent = start_pipeline()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from flashsale_ml.errors import DataError
+
 TS = pa.timestamp("us", tz="UTC")
 
 EVENT_TYPES = ("view", "add_to_cart", "purchase")
@@ -60,7 +62,7 @@ class TableContract:
         raise KeyError(f"table {self.name!r} has no column {name!r}")
 
 
-class ContractViolationError(ValueError):
+class ContractViolationError(DataError):
     """A table does not have the contract's columns or types."""
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flashsale_ml.errors import DataError
 from flashsale_ml.lineage import code_version, new_snapshot_id, utc_now
 from flashsale_ml.storage import ObjectNotFoundError, ObjectStore, StorageError, open_store
 
@@ -34,7 +35,7 @@ MANIFEST = "_manifest.json"
 MANIFEST_VERSION = 1
 
 
-class SnapshotNotCommittedError(StorageError):
+class SnapshotNotCommittedError(StorageError, DataError):
     """The snapshot has no manifest: it was never committed or its writer failed."""
 
 
@@ -239,8 +240,12 @@ class Snapshot:
         try:
             self.manifest = Manifest.from_json(self.store.read_bytes(MANIFEST).decode())
         except ObjectNotFoundError:
+            if self.store.list(""):
+                reason = f"it has files but no {MANIFEST}: an unfinished or crashed write"
+            else:
+                reason = "it does not exist"
             raise SnapshotNotCommittedError(
-                f"{self.uri} is not a committed snapshot (no {MANIFEST})"
+                f"{self.uri} is not a committed snapshot: {reason}"
             ) from None
         self._cache: Path | None = None
 
@@ -327,3 +332,25 @@ def list_snapshots(lake: ObjectStore, dataset: str) -> list[str]:
         }
     )
     return [lake.uri(f"datasets/{dataset}/{sid}") for sid in ids]
+
+
+LATEST = "latest"
+
+
+def resolve_snapshot_uri(uri: str) -> str:
+    """Turn ``<lake>/datasets/<name>/latest`` into the newest committed snapshot's URI.
+
+    Other URIs are returned unchanged. ``latest`` is resolved once, when a command starts, and
+    the resolved URI is what gets recorded, so lineage never points at a moving name.
+
+    Raises:
+        SnapshotNotCommittedError: the dataset has no committed snapshot yet.
+    """
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    lake_uri, marker, dataset = parent.rpartition("/datasets/")
+    if name != LATEST or not marker:
+        return uri
+    snapshots = list_snapshots(open_store(lake_uri), dataset)
+    if not snapshots:
+        raise SnapshotNotCommittedError(f"{parent} has no committed snapshot to call {LATEST!r}")
+    return snapshots[-1]

@@ -48,8 +48,13 @@ def utc_now() -> datetime:
 
 
 def new_snapshot_id(now: datetime | None = None) -> str:
-    """Sortable, unique id: ``20261122T071600Z-3f9a1c2b``."""
+    """Sortable, unique id: ``20261122T071600.123456Z-3f9a1c2b``.
+
+    Microseconds keep ids made in the same second in the order they were made, so "the
+    newest snapshot" (``.../latest``, the drift reference, the demo's calendar) is well defined;
+    the random suffix keeps concurrent writers apart.
+    """
     import uuid
 
     now = now or utc_now()
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    return f"{now:%Y%m%dT%H%M%S}.{now.microsecond:06d}Z-{uuid.uuid4().hex[:8]}"

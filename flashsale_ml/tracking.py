@@ -19,6 +19,10 @@ from flashsale_ml.lineage import code_version
 log = logging.getLogger(__name__)
 
 TAG_PREFIX = "flashsale."
+# MLflow 3's UI opens an experiment in its GenAI "Traces" view unless the experiment says it
+# holds model training; with this tag it opens on the runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def configure(settings: Settings) -> str:
@@ -33,6 +37,11 @@ def configure(settings: Settings) -> str:
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            # Experiments made before the tag existed (or by hand) still open as runs.
+            client.set_experiment_tag(
+                experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
         mlflow.set_experiment(experiment_id=experiment.experiment_id)
         return experiment.experiment_id
     # A local (non-server) store needs an explicit artifact root, or MLflow would write to
@@ -44,7 +53,7 @@ def configure(settings: Settings) -> str:
         experiment_id = client.create_experiment(
             settings.mlflow_experiment,
             artifact_location=artifact_location,
-            tags={"project": "flashsale-ml"},
+            tags={"project": "flashsale-ml", EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
         )
     except mlflow.exceptions.MlflowException:
         # Another task created it between our lookup and create: use theirs.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 
 from flashsale_ml.cli import main
 from flashsale_ml.config import Settings, get_settings
+from flashsale_ml.storage import open_store
 
 
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -115,3 +117,48 @@ def test_cli_validate_reports_failures_on_stderr(
     assert "table 'users', column 'user_id': expect_column_values_to_be_unique" in err
     assert "table 'users', column 'device_type': expect_column_values_to_be_in_set" in err
     assert "'fax'" in err
+
+
+def test_help_is_plain_text_without_rst_markup(capsys: pytest.CaptureFixture) -> None:
+    from flashsale_ml.cli import build_parser
+
+    parser = build_parser()
+    texts = [parser.format_help()]
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for sub in subparsers.choices.values():
+        texts.append(sub.format_help())
+        texts += [
+            s.format_help()
+            for a in sub._actions
+            if isinstance(a, argparse._SubParsersAction)
+            for s in a.choices.values()
+        ]
+    assert len(texts) > 10
+    assert not [t.splitlines()[0] for t in texts if "``" in t]
+
+
+def test_each_demo_moves_the_shop_on_a_week(tmp_path: Path) -> None:
+    from flashsale_ml.demo import ShopHistory, next_shop_history
+    from flashsale_ml.simulation import SimulationConfig, simulate
+
+    lake = open_store(tmp_path.as_uri())
+    assert next_shop_history(lake.uri(), users=400, first_days=28) == ShopHistory(28, None)
+    simulate(SimulationConfig(users=400, days=28, seed=1), lake)
+    assert next_shop_history(lake.uri(), users=400, first_days=28) == ShopHistory(35, 28)
+    simulate(SimulationConfig(users=400, days=35, seed=1), lake)
+    assert next_shop_history(lake.uri(), users=400, first_days=28) == ShopHistory(42, 35)
+    # Another shop size in the same lake does not move this demo's calendar.
+    simulate(SimulationConfig(users=500, days=7, seed=1), lake)
+    assert next_shop_history(lake.uri(), users=400, first_days=28).days == 42
+    assert "moved on a week" in ShopHistory(42, 35).describe()
+
+
+def test_cli_resolves_latest_and_says_when_there_is_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+
+    missing = (tmp_path / "lake").as_uri() + "/datasets/raw/latest"
+    with pytest.raises(SystemExit) as exited:
+        main(["validate", "--data", missing])
+    assert exited.value.code == 2
+    assert "has no committed snapshot to call 'latest'" in capsys.readouterr().err

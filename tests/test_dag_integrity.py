@@ -90,3 +90,39 @@ def test_every_dag_follows_conventions(dagbag_report: dict) -> None:
         assert dag["start_date_tz"] in {"UTC", "Timezone('UTC')"}, dag_id
         work_tasks = {t: i for t, i in dag["tasks"].items() if t != "finish_pipeline"}
         assert all(info["retries"] >= 1 for info in work_tasks.values()), dag_id
+
+
+def test_data_errors_fail_the_task_at_once_other_errors_keep_their_retries(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The DAG layer maps the package's DataError to AirflowFailException (no retries)."""
+    report = run_python(
+        f"""
+        import importlib.util, json, sys
+        from airflow.sdk.exceptions import AirflowFailException
+        from flashsale_ml import steps
+        from flashsale_ml.validation import DataValidationError
+
+        spec = importlib.util.spec_from_file_location(
+            "pipeline", {str(DAGS_FOLDER / "flashsale_training_pipeline.py")!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+        def bad_data(*args, **kwargs):
+            raise DataValidationError("raw/x", [])
+
+        def outage(*args, **kwargs):
+            raise ConnectionError("tracking server did not answer")
+
+        outcome = {{}}
+        for name, fake in (("bad_data", bad_data), ("outage", outage)):
+            steps.validate_data = fake
+            try:
+                module._step("validate_data", "raw/x", None)
+            except Exception as exc:
+                outcome[name] = type(exc).__name__
+        print(json.dumps(outcome))
+        """,
+        airflow_env(tmp_path_factory.mktemp("airflow-home")),
+    )
+    assert report == {"bad_data": "AirflowFailException", "outage": "ConnectionError"}

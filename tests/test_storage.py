@@ -138,3 +138,30 @@ def test_unknown_table_error_lists_tables(local_lake: ObjectStore) -> None:
         writer.append("numbers", _table(2))
     with pytest.raises(ObjectNotFoundError, match=r"no table 'users' \(has: numbers\)"):
         Snapshot(writer.uri).read_table("users")
+
+
+def test_latest_names_the_newest_committed_snapshot(lake: ObjectStore) -> None:
+    from flashsale_ml.datasets import SnapshotNotCommittedError, resolve_snapshot_uri
+
+    latest = lake.uri("datasets/demo/latest")
+    with pytest.raises(SnapshotNotCommittedError, match="no committed snapshot"):
+        resolve_snapshot_uri(latest)
+    uris = []
+    for snapshot_id in ("20260101T000000Z-aaaaaaaa", "20260102T000000Z-bbbbbbbb"):
+        with SnapshotWriter(lake, "demo", snapshot_id=snapshot_id) as writer:
+            writer.append("numbers", _table(2))
+        uris.append(writer.uri)
+    # An uncommitted newer write is not "latest".
+    lake.write_bytes("datasets/demo/20260103T000000Z-cccccccc/numbers/part-00000.parquet", b"x")
+    assert resolve_snapshot_uri(latest) == uris[-1]
+    assert resolve_snapshot_uri(uris[0]) == uris[0]  # anything else passes through
+
+
+def test_a_missing_snapshot_says_it_does_not_exist(local_lake: ObjectStore) -> None:
+    from flashsale_ml.datasets import Snapshot, SnapshotNotCommittedError
+
+    with pytest.raises(SnapshotNotCommittedError, match="it does not exist"):
+        Snapshot(local_lake.uri("datasets/raw/20990101T000000Z-00000000"))
+    local_lake.write_bytes("datasets/raw/crashed/users/part-00000.parquet", b"x")
+    with pytest.raises(SnapshotNotCommittedError, match="unfinished or crashed write"):
+        Snapshot(local_lake.uri("datasets/raw/crashed"))

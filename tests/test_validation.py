@@ -370,3 +370,21 @@ def test_future_check_uses_the_reference_time(base_frames: Frames, tmp_path: Pat
             settings=DUCKDB,
             now=datetime(2026, 1, 20, tzinfo=UTC) - timedelta(days=1),
         )
+
+
+def test_a_shorter_history_is_not_drift(tmp_path: Path) -> None:
+    """Events per user scale with the days a snapshot covers; a legitimate 14-day extract of
+    the same shop must not trip the drift gate against a 28-day reference (it did: PSI 0.3)."""
+    from flashsale_ml.simulation import SimulationConfig, simulate
+    from flashsale_ml.validation.drift import KEY_FEATURES
+
+    lake = open_store(tmp_path.as_uri())
+    reference = simulate(SimulationConfig(users=3_000, days=28, seed=5), lake)
+    assert validate_snapshot(reference.raw_uri, settings=DUCKDB).success
+    shorter = simulate(SimulationConfig(users=3_000, days=14, seed=6), lake)
+    report = validate_snapshot(shorter.raw_uri, settings=DUCKDB)
+    assert report.success
+    per_user = [d for d in report.drift if d.feature.startswith("events.per_user")]
+    assert [d.feature for d in per_user] == ["events.per_user_day"]
+    assert per_user[0].psi < 0.1, per_user[0]
+    assert any(name == "events.per_user_day" for _, name, _, _ in KEY_FEATURES)

@@ -23,10 +23,14 @@ KEY_FEATURES: tuple[tuple[str, str, str, str], ...] = (
     ("events", "events.log_price", "SELECT ln(price) AS x FROM events", "numeric"),
     ("events", "events.event_type", "SELECT event_type AS x FROM events", "categorical"),
     ("events", "events.hour", "SELECT hour(ts)::VARCHAR AS x FROM events", "categorical"),
+    # Events per user *per day of history*: a raw count per user scales with how many days a
+    # snapshot covers, so a legitimate 14-day extract would look like drift against a 28-day
+    # reference (PSI 0.3). The rate is what stays comparable across history lengths.
     (
         "events",
-        "events.per_user",
-        "SELECT count(*)::DOUBLE AS x FROM events GROUP BY user_id",
+        "events.per_user_day",
+        "SELECT count(*)::DOUBLE / (SELECT greatest(epoch(max(ts) - min(ts)) / 86400.0, 1.0) "
+        "FROM events) AS x FROM events GROUP BY user_id",
         "numeric",
     ),
     ("orders", "orders.log_unit_price", "SELECT ln(unit_price) AS x FROM orders", "numeric"),

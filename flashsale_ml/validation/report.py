@@ -20,7 +20,8 @@ from typing import Any
 from flashsale_ml.config import Settings, get_settings
 from flashsale_ml.contract import schema_problems
 from flashsale_ml.datasets import Snapshot
-from flashsale_ml.lineage import code_version, utc_now
+from flashsale_ml.errors import DataError
+from flashsale_ml.lineage import code_version, new_snapshot_id, utc_now
 from flashsale_ml.storage import ObjectNotFoundError, ObjectStore, open_store, scratch_dir
 from flashsale_ml.validation.drift import FeatureDrift, compare, profile
 from flashsale_ml.validation.gx_suites import (
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 ACCEPTED_PROFILE = "accepted_profile.json"
 
 
-class DataValidationError(ValueError):
+class DataValidationError(DataError):
     """Raised when a snapshot breaks its contract; the message lists every failure."""
 
     def __init__(
@@ -246,7 +247,8 @@ def validate_snapshot(
         con.close()
 
     docs_dir = gx.build_docs() if gx else None
-    prefix = f"validation/{dataset}/{snapshot.snapshot_id}/{run_ts:%Y%m%dT%H%M%SZ}"
+    # The run's folder is time-sorted and unique even for two validations in the same instant.
+    prefix = f"validation/{dataset}/{snapshot.snapshot_id}/{new_snapshot_id(run_ts)}"
     report = ValidationReport(
         snapshot_uri,
         snapshot.snapshot_id,

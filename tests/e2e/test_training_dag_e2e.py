@@ -193,3 +193,54 @@ def test_artifacts_and_data_live_in_s3(pipeline_run: dict) -> None:
     assert any(k.startswith("lake/validation/raw/") for k in keys)
     assert not any("/.staging-" in k for k in keys)
     assert Path(pipeline_run["log"]).exists()
+
+
+def test_a_data_error_fails_at_once_and_stops_everything_after_it(tmp_path: Path) -> None:
+    """A stale extract (freshness rule) fails validate_data on its first try: no retries, no
+    features, no training. Retrying bad data only delays the red light."""
+    import mlflow
+
+    lake = tmp_path / "lake"
+    with MlflowServer(tmp_path, tmp_path / "mlflow.db", str(tmp_path / "artifacts")) as server:
+        env = airflow_env(
+            tmp_path / "airflow",
+            {
+                "FLASHSALE_STORAGE_ROOT": lake.as_uri(),
+                "FLASHSALE_MLFLOW_TRACKING_URI": server.url,
+                "FLASHSALE_HOME": str(tmp_path / "home"),
+                # Retries would be visible: give them no back-off to hide behind.
+                "FLASHSALE_TASK_RETRY_DELAY_S": "0",
+                # The extract must be fresher than the newest event can be: a stale snapshot.
+                "FLASHSALE_VALIDATION_FRESHNESS_LAG_HOURS": "0.000001",
+            },
+        )
+        assert airflow_cli(["db", "migrate"], env).returncode == 0
+        conf = json.dumps({"users": 300, "days": 14})
+        test = airflow_cli(["dags", "test", DAG_ID, "-c", conf], env)
+        run_id = json.loads(
+            airflow_cli(["dags", "list-runs", DAG_ID, "-o", "json"], env)
+            .stdout.strip()
+            .splitlines()[-1]
+        )[0]["run_id"]
+        states = {
+            s["task_id"]: s["state"]
+            for s in json.loads(
+                airflow_cli(["tasks", "states-for-dag-run", DAG_ID, run_id, "-o", "json"], env)
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+        }
+        assert test.returncode != 0
+        assert states["validate_data"] == "failed", states
+        assert "AirflowFailException" in test.stdout + test.stderr
+        for downstream in ("build_features", "train_propensity", "register_model"):
+            assert states[downstream] == "upstream_failed", states
+        assert not (lake / "datasets" / "features").exists()
+        mlflow.set_tracking_uri(server.url)
+        tries = [
+            r
+            for r in mlflow.search_runs(experiment_names=["flashsale"], output_format="list")
+            if r.data.tags.get("flashsale.step") == "validate_data"
+        ]
+        assert len(tries) == 1, f"validate_data ran {len(tries)} times: retried a data error"
+        assert tries[0].data.tags["flashsale.validation"] == "failed"

@@ -1,0 +1,173 @@
+"""``flashsale demo``: the training DAG run by Airflow against a real MLflow server.
+
+Two things make the demo behave like the real loop rather than a fixed script:
+
+* **The shop moves on.** Each demo after the first simulates the same shop one week further
+  (28 days, then 35, 42, ...), so the newest sale is one neither model has seen and a rerun
+  shows a real champion/challenger decision instead of an identical model rejected by +0.0000.
+* **One scheduler per metadata DB.** When ``make airflow-ui`` is running on the same Airflow
+  home, its scheduler would also pick up an ``airflow dags test`` run and execute every task a
+  second time; so the demo hands the run to that scheduler (``airflow dags trigger``) and
+  follows it. Without a running scheduler it uses ``airflow dags test``, which needs none.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DAG_ID = "flashsale_training_pipeline"
+FIRST_DAYS = 28
+WEEK_DAYS = 7
+TERMINAL_STATES = {"success", "failed"}
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ShopHistory:
+    """How many days the demo's shop covers this time, and why."""
+
+    days: int
+    previous_days: int | None
+
+    def describe(self) -> str:
+        if self.previous_days is None:
+            return f"{self.days} days of history (first demo on this lake)"
+        return (
+            f"{self.days} days of history: the shop moved on a week since the last demo "
+            f"({self.previous_days} days), so the newest sale is new to every model"
+        )
+
+
+def next_shop_history(lake_uri: str, users: int, first_days: int) -> ShopHistory:
+    """The demo's history length: ``first_days``, then a week more than the last demo's shop.
+
+    Only simulated snapshots of the same shop size count, so an ``ingest`` or a bigger
+    ``simulate`` in the same lake does not move the demo's calendar.
+    """
+    from flashsale_ml.datasets import Snapshot, list_snapshots
+    from flashsale_ml.storage import open_store
+
+    for uri in reversed(list_snapshots(open_store(lake_uri), "raw")):
+        with Snapshot(uri) as snapshot:
+            metadata = snapshot.manifest.metadata
+        config = metadata.get("config") or {}
+        if metadata.get("generator") == "flashsale_ml.simulation" and config.get("users") == users:
+            previous = int(config["days"])
+            return ShopHistory(previous + WEEK_DAYS, previous)
+    return ShopHistory(first_days, None)
+
+
+@contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold ``lock_path`` for the whole demo: two demos on one home would race."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DemoError(
+                f"another `flashsale demo` is running on this home (lock {lock_path}); "
+                "wait for it to finish"
+            ) from None
+        yield
+
+
+class AirflowCli:
+    """The ``airflow`` command of this environment, with the demo's environment."""
+
+    def __init__(self, executable: str, env: dict[str, str]) -> None:
+        self.executable = executable
+        self.env = env
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.executable, *args], env=self.env, capture_output=True, text=True
+        )
+        if check and result.returncode != 0:
+            raise DemoError(
+                f"`airflow {' '.join(args)}` failed ({result.returncode}):\n"
+                f"{(result.stderr or result.stdout)[-3000:]}"
+            )
+        return result
+
+    def json(self, *args: str) -> Any:
+        lines = self.run(*args, "-o", "json").stdout.strip().splitlines()
+        return json.loads(lines[-1]) if lines else []
+
+    def scheduler_alive(self) -> bool:
+        """Is a scheduler heartbeating on this metadata DB (``make airflow-ui``)?"""
+        return self.run("jobs", "check", "--job-type", "SchedulerJob", check=False).returncode == 0
+
+
+def run_on_scheduler(
+    airflow: AirflowCli, conf: dict[str, Any], log_path: Path, poll_s: float = 10.0
+) -> str:
+    """Trigger the DAG on the running scheduler and follow it; returns the final state."""
+    run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
+    deadline = time.monotonic() + 120
+    while True:  # the dag processor may not have parsed the DAG yet right after start-up
+        unpause = airflow.run("dags", "unpause", DAG_ID, check=False)
+        if unpause.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            raise DemoError(
+                f"the running Airflow does not know {DAG_ID}:\n{unpause.stderr[-2000:]}"
+            )
+        time.sleep(5)
+    airflow.run("dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf))
+    print(f"  triggered run {run_id}; follow it at the Airflow UI", flush=True)
+    shown: dict[str, str] = {}
+    with log_path.open("w") as log_file:
+        while True:
+            time.sleep(poll_s)
+            states = {
+                s["task_id"]: s["state"] or "none"
+                for s in airflow.json("tasks", "states-for-dag-run", DAG_ID, run_id)
+            }
+            for task, state in states.items():
+                if shown.get(task) != state:
+                    line = f"    {task}: {state}"
+                    print(line, flush=True)
+                    log_file.write(line + "\n")
+            shown = states
+            runs = [r for r in airflow.json("dags", "list-runs", DAG_ID) if r["run_id"] == run_id]
+            if runs and runs[0]["state"] in TERMINAL_STATES:
+                return runs[0]["state"]
+
+
+def run_with_dags_test(airflow: AirflowCli, conf: dict[str, Any], log_path: Path) -> str:
+    """Run the DAG in this process tree with ``airflow dags test``; returns the final state."""
+    with log_path.open("w") as log_file:
+        run = subprocess.run(
+            [airflow.executable, "dags", "test", DAG_ID, "-c", json.dumps(conf)],
+            env=airflow.env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    return "success" if run.returncode == 0 else "failed"
+
+
+def airflow_environment(home: Path, dags_folder: Path, tracking_uri: str) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "FLASHSALE_HOME": str(home),
+        "FLASHSALE_MLFLOW_TRACKING_URI": tracking_uri,
+    }
