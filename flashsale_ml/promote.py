@@ -33,6 +33,7 @@ from flashsale_ml.promotion import (
 from flashsale_ml.registry import (
     CHALLENGER,
     CHAMPION,
+    FEATURE_SNAPSHOT_URI_TAG,
     FITTED_ON_TAG,
     RegistryError,
     StaleDecisionError,
@@ -136,9 +137,7 @@ def evaluate_version(
         segments=holdout.segments,
         behaviour=behaviour,
         data_validated=(
-            _training_data_validated(tags.get(f"{TAG_PREFIX}feature_snapshot_uri"))
-            if as_challenger
-            else None
+            _training_data_validated(tags.get(FEATURE_SNAPSHOT_URI_TAG)) if as_challenger else None
         ),
     )
 
@@ -239,9 +238,7 @@ def promote_version(
         raise RegistryError(f"{name} has no {CHALLENGER}; pass a version to judge")
     version = str(version)
     if not features_uri:
-        features_uri = client.get_model_version(name, version).tags.get(
-            f"{TAG_PREFIX}feature_snapshot_uri"
-        )
+        features_uri = client.get_model_version(name, version).tags.get(FEATURE_SNAPSHOT_URI_TAG)
     if not features_uri:
         raise RegistryError(f"{name} version {version} records no feature snapshot; pass one")
     holdout = newest_holdout(features_uri)

@@ -43,6 +43,24 @@ AGAINST_TAG = f"{TAG_PREFIX}promotion.against_version"
 DECISION_RUN_TAG = f"{TAG_PREFIX}promotion.run_id"
 DECIDED_AT_TAG = f"{TAG_PREFIX}promotion.decided_at"
 FITTED_ON_TAG = f"{TAG_PREFIX}fitted_campaigns"
+MODEL_KIND_TAG = f"{TAG_PREFIX}model_kind"
+FEATURE_SNAPSHOT_URI_TAG = f"{TAG_PREFIX}feature_snapshot_uri"
+ROLLED_BACK_AT_TAG = f"{TAG_PREFIX}rolled_back_at"
+# The training run's tags a version keeps: what a person reads on the Models page (kind,
+# flavor, data and feature snapshot) and what promotion reads back (the feature snapshot its
+# holdout and validation report come from, the campaigns it was fitted on). Everything else,
+# metrics included, stays on the run, which the version links to (``run_id``).
+VERSION_LINEAGE_TAGS = (
+    MODEL_KIND_TAG,
+    f"{TAG_PREFIX}model_flavor",
+    f"{TAG_PREFIX}data_snapshot_id",
+    f"{TAG_PREFIX}feature_snapshot_id",
+    FEATURE_SNAPSHOT_URI_TAG,
+    FITTED_ON_TAG,
+)
+# Written on the version when a promotion decides about it (read by ``registry status`` and
+# ``flashsale demo``).
+DECISION_TAGS = (DECISION_TAG, REASONS_TAG, AGAINST_TAG, DECIDED_AT_TAG, DECISION_RUN_TAG)
 LOCK_SUFFIX = ".promotion-lock"
 HISTORY_LIMIT = 50
 TAG_VALUE_LIMIT = 5000
@@ -142,10 +160,11 @@ def read_state(client, name: str) -> AliasState:
 def register_from_run(run_id: str, model_kind: str, settings: Settings) -> RegisteredVersion:
     """Register the model logged by ``run_id`` as a new version of ``flashsale-<kind>``.
 
-    The version carries the run's lineage (data snapshot, feature snapshot and manifest, code
-    version, config hash, the campaigns it was fitted on), the training run id and its
-    validation and test metrics as tags, and gets the ``challenger`` alias. Whether it becomes
-    champion is the promotion step's decision, never registration's.
+    The version keeps only the tags in :data:`VERSION_LINEAGE_TAGS` (kind, flavor, data and
+    feature snapshot, the campaigns it was fitted on), gets a one-line description and the
+    ``challenger`` alias. Metrics, code version and config hash stay on the training run, which
+    the version links to. Whether it becomes champion is the promotion step's decision, never
+    registration's.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -166,25 +185,39 @@ def register_from_run(run_id: str, model_kind: str, settings: Settings) -> Regis
     except MlflowException as exc:
         if "RESOURCE_ALREADY_EXISTS" not in _error_code(exc):
             raise
-    lineage = {k: v for k, v in run.data.tags.items() if k.startswith(TAG_PREFIX)}
-    features_uri = lineage.get(f"{TAG_PREFIX}feature_snapshot_uri")
-    if features_uri:
-        lineage[f"{TAG_PREFIX}feature_manifest_uri"] = f"{features_uri}/_manifest.json"
-    metrics = {
-        f"{TAG_PREFIX}metric.{k}": f"{v:.6g}"
-        for k, v in run.data.metrics.items()
-        if k.startswith(("test_", "valid_"))
-    }
+    tags = {k: run.data.tags[k] for k in VERSION_LINEAGE_TAGS if run.data.tags.get(k)}
+    tags[MODEL_KIND_TAG] = model_kind
     # register_model resolves a LoggedModel URI (models:/m-...) to its source and model id,
     # which a REST registry requires; create_model_version with the bare URI is refused.
-    version = mlflow.register_model(
-        model_uri,
-        name,
-        tags={**lineage, **metrics, f"{TAG_PREFIX}training_run_id": run_id},
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    client.update_model_version(
+        name, version.version, description=version_description(run, model_kind)
     )
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     log.info("registered %s version %s as %s", name, version.version, CHALLENGER)
     return RegisteredVersion(name, str(version.version), (CHALLENGER,), run_id)
+
+
+def version_description(run, model_kind: str) -> str:
+    """One line for the Models page, e.g. ``lightgbm propensity model, features
+    20260301T...-feat (data 20260301T...), test AUC 0.812 / ECE 0.021; run 1a2b3c4d``."""
+    tags, metrics = run.data.tags, run.data.metrics
+    flavor = tags.get(f"{TAG_PREFIX}model_flavor", "")
+    parts = [f"{flavor} {model_kind} model".strip()]
+    if tags.get(f"{TAG_PREFIX}feature_snapshot_id"):
+        data = tags.get(f"{TAG_PREFIX}data_snapshot_id")
+        parts.append(
+            f"features {tags[f'{TAG_PREFIX}feature_snapshot_id']}"
+            + (f" (data {data})" if data else "")
+        )
+    scores = [
+        f"{label} {metrics[key]:.3f}"
+        for key, label in (("test_auc", "AUC"), ("test_ece", "ECE"))
+        if key in metrics
+    ]
+    if scores:
+        parts.append("test " + " / ".join(scores))
+    return ", ".join(parts) + f"; run {run.info.run_id[:8]}"
 
 
 def lock_owner() -> str:
@@ -374,9 +407,7 @@ def rollback(settings: Settings, model: str, reason: str = "manual rollback") ->
             client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
         kept = history[: position + 1] if position is not None else [target]
         client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(kept))
-        client.set_model_version_tag(
-            name, state.champion, f"{TAG_PREFIX}rolled_back_at", f"{now} ({reason})"
-        )
+        client.set_model_version_tag(name, state.champion, ROLLED_BACK_AT_TAG, f"{now} ({reason})")
         _record_last_action(
             client,
             name,
@@ -443,12 +474,13 @@ def status(settings: Settings, model: str | None = None, decisions: int = 5) -> 
         )[:decisions]
         champion_metrics: dict[str, str] = {}
         if state.champion:
-            tags = client.get_model_version(name, state.champion).tags
-            champion_metrics = {
-                k.removeprefix(f"{TAG_PREFIX}metric."): v
-                for k, v in tags.items()
-                if k.startswith(f"{TAG_PREFIX}metric.test_")
-            }
+            # Metrics live on the training run, not as tags on the version.
+            run_id = client.get_model_version(name, state.champion).run_id
+            if run_id:
+                run_metrics = client.get_run(run_id).data.metrics
+                champion_metrics = {
+                    k: f"{v:.6g}" for k, v in run_metrics.items() if k.startswith("test_")
+                }
         model_tags = client.get_registered_model(name).tags
         out.append(
             ModelStatus(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import beta
 from sklearn.metrics import roc_auc_score
 
 from flashsale_ml.config import PromotionGates, get_settings
@@ -14,8 +15,10 @@ from flashsale_ml.promotion import (
     ModelEvaluation,
     _RankedScores,
     behavioural_checks,
+    calibration_in_the_large,
     decide_promotion,
     paired_bootstrap,
+    positive_rate_interval,
     row_digest,
     value_tiers,
 )
@@ -100,6 +103,22 @@ def test_worse_challenger_is_rejected_as_worse(world: dict) -> None:
     assert not decision.promote
     assert "primary" in failed_gates(decision)
     assert any(r.startswith("primary: worse") for r in decision.reasons)
+
+
+def test_a_slightly_worse_point_estimate_inside_the_noise_is_not_better_not_worse(
+    world: dict,
+) -> None:
+    """'worse' only when the whole interval is on the worse side; otherwise 'not better'."""
+    champion = evaluation(world, world["truth"], "m/1")
+    verdicts = {}
+    for seed in (1, 2):  # tiny noise: one retrain a hair below the champion, one a hair above
+        jitter = np.clip(world["truth"] + np.random.default_rng(seed).normal(0, 0.01, N), 0, 1)
+        decision = decide_promotion(evaluation(world, jitter, "m/2"), champion, GATES, seed=1)
+        b = decision.bootstrap
+        assert b.low < 0 < b.high, "precondition: the interval straddles zero"
+        primary = next(g for g in decision.gates if g.name == "primary")
+        verdicts[np.sign(b.difference)] = primary.detail.split(":")[0]
+    assert verdicts == {-1.0: "not better", 1.0: "not significantly better"}
 
 
 def test_indistinguishable_challengers_are_not_promoted(world: dict) -> None:
@@ -187,10 +206,17 @@ def test_first_model_needs_only_the_absolute_gates(world: dict) -> None:
     first = decide_promotion(evaluation(world, world["noisy"], "m/1"), None, GATES, seed=1)
     assert first.promote
     assert first.reasons[0] == "first model of this kind: absolute gates passed"
-    assert {g.name for g in first.gates} == {"holdout", "data", "behaviour", "absolute"}
-    coin = np.random.default_rng(3).random(N)
+    assert {g.name for g in first.gates} == {
+        "holdout",
+        "data",
+        "behaviour",
+        "absolute",
+        "calibration_in_the_large",
+    }
+    coin = np.random.default_rng(3).random(N)  # no ranking, and a mean prediction of 0.5
     useless = decide_promotion(evaluation(world, coin, "m/1"), None, GATES, seed=1)
-    assert not useless.promote and failed_gates(useless) == {"absolute"}
+    assert not useless.promote
+    assert failed_gates(useless) == {"absolute", "calibration_in_the_large"}
 
 
 def test_calibration_regression_blocks_an_otherwise_better_model(world: dict) -> None:
@@ -202,10 +228,110 @@ def test_calibration_regression_blocks_an_otherwise_better_model(world: dict) ->
         GATES,
         seed=1,
     )
-    assert failed_gates(decision) == {"calibration", "absolute"} or failed_gates(decision) == {
-        "calibration"
-    }
+    # Its overall level is only ~5 % above the observed rate: a shape problem, which the
+    # relative ECE gate catches and calibration in the large rightly leaves alone.
+    assert failed_gates(decision) in ({"calibration"}, {"calibration", "absolute"})
     assert decision.metrics["challenger_ece"] > decision.metrics["champion_ece"] + 0.01
+
+
+def level_world(rows: int, over: float, seed: int = 11) -> dict[str, np.ndarray]:
+    """A shop with a ~11 % purchase rate; ``scores`` rank like the truth but their mean is
+    ``over`` times the observed rate (1.35: the reported 0.147 predicted vs 0.109 observed)."""
+    rng = np.random.default_rng(seed)
+    truth = 1 / (1 + np.exp(-(-2.45 + 0.9 * rng.normal(size=rows))))
+    labels = (rng.random(rows) < truth).astype(int)
+    scores = np.clip(truth * over * labels.mean() / truth.mean(), 0.0, 1.0)
+    return {"labels": labels, "scores": scores, "truth": truth}
+
+
+@pytest.mark.parametrize("rows", [1_000, 3_000, 20_000])
+def test_over_predicting_the_level_fails_although_auc_and_ece_pass(rows: int) -> None:
+    shop = level_world(rows, over=1.35)
+    model = ModelEvaluation(
+        "m/1",
+        window(rows=rows),
+        frozenset({"fs-20260208-01"}),
+        shop["labels"],
+        shop["scores"],
+        np.full(rows, "low"),
+    )
+    decision = decide_promotion(model, None, GATES, seed=1)
+    # The issue's situation: the old absolute gates (AUC, ECE <= 0.1) let this model through.
+    assert decision.metrics["challenger_ece"] < GATES.max_ece
+    assert failed_gates(decision) == {"calibration_in_the_large"}, decision.reasons
+    mean, observed = shop["scores"].mean(), shop["labels"].mean()
+    assert mean == pytest.approx(1.35 * observed, rel=0.01)  # a few rows clipped at 1
+    low = decision.metrics["positive_rate_ci_low"]
+    high = decision.metrics["positive_rate_ci_high"]
+    assert decision.reasons == [
+        f"calibration_in_the_large: mean predicted {mean:.4f} vs observed {observed:.4f} "
+        f"(95% CI {low:.4f}..{high:.4f}, {shop['labels'].sum()}/{rows} rows): "
+        f"{mean / high - 1:.1%} above the interval (tolerance 10%)"
+    ]
+
+
+@pytest.mark.parametrize("rows", [1_000, 3_000, 20_000])
+def test_a_calibrated_model_passes_calibration_in_the_large(rows: int) -> None:
+    for seed in range(20):  # the outcomes are random; a calibrated model must pass every draw
+        shop = level_world(rows, over=1.0, seed=seed)
+        for scores in (shop["scores"], shop["truth"]):  # mean = observed; mean = true rate
+            check, _ = calibration_in_the_large(shop["labels"], scores, 0.95, 0.10)
+            assert check.passed, check.detail
+
+
+def test_under_predicting_the_level_fails_too() -> None:
+    shop = level_world(3_000, over=0.7)
+    check, _ = calibration_in_the_large(shop["labels"], shop["scores"], 0.95, 0.10)
+    assert not check.passed
+    assert "below the interval" in check.detail
+
+
+def test_a_tiny_holdout_cannot_fail_calibration_in_the_large() -> None:
+    """60 rows: the observed rate's interval is so wide that 35 % over is not evidence."""
+    shop = level_world(60, over=1.35)
+    check, interval = calibration_in_the_large(shop["labels"], shop["scores"], 0.95, 0.10)
+    assert check.passed, check.detail
+    assert "inside the interval" in check.detail
+    assert interval["positive_rate_ci_high"] - interval["positive_rate_ci_low"] > 0.15
+
+
+def test_the_tolerance_is_relative_to_the_interval_ends() -> None:
+    labels = np.r_[np.ones(109), np.zeros(891)]
+    low, high = positive_rate_interval(109, 1_000, 0.95)
+    for tolerance in (0.0, 0.1, 0.25):
+        for bound, outward in ((high * (1 + tolerance), 1), (low * (1 - tolerance), -1)):
+            inside = np.full(1_000, bound * (1 - outward * 1e-9))
+            outside = np.full(1_000, bound * (1 + outward * 1e-6))
+            assert calibration_in_the_large(labels, inside, 0.95, tolerance)[0].passed
+            assert not calibration_in_the_large(labels, outside, 0.95, tolerance)[0].passed
+    # A looser tolerance lets the 35 % over-prediction through: the knob is what decides.
+    shop = level_world(3_000, over=1.35)
+    assert calibration_in_the_large(shop["labels"], shop["scores"], 0.95, 0.5)[0].passed
+
+
+@pytest.mark.parametrize(
+    ("positives", "rows", "confidence"),
+    [(109, 1_000, 0.95), (327, 3_000, 0.95), (7, 60, 0.9), (1, 500, 0.99), (500, 500, 0.95)],
+)
+def test_positive_rate_interval_is_clopper_pearson(
+    positives: int, rows: int, confidence: float
+) -> None:
+    """Cross-check against the textbook beta-quantile form (Clopper & Pearson 1934)."""
+    alpha = 1 - confidence
+    expected_low = beta.ppf(alpha / 2, positives, rows - positives + 1) if positives else 0.0
+    expected_high = (
+        beta.ppf(1 - alpha / 2, positives + 1, rows - positives) if positives < rows else 1.0
+    )
+    low, high = positive_rate_interval(positives, rows, confidence)
+    assert (low, high) == pytest.approx((expected_low, expected_high), rel=1e-9, abs=1e-12)
+
+
+def test_positive_rate_interval_with_no_buyers_has_the_closed_form() -> None:
+    # With 0 of n, the exact upper limit solves (1 - p)^n = alpha / 2.
+    for rows in (10, 500, 4_000):
+        low, high = positive_rate_interval(0, rows, 0.95)
+        assert low == 0.0
+        assert high == pytest.approx(1 - 0.025 ** (1 / rows), rel=1e-9)
 
 
 def test_segment_regression_blocks_promotion(world: dict) -> None:
@@ -303,8 +429,15 @@ def test_behavioural_checks_catch_each_fault(predict, failing: set[str]) -> None
 def test_gates_are_configured_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLASHSALE_PROMOTION__MIN_IMPROVEMENT", "0.005")
     monkeypatch.setenv("FLASHSALE_PROMOTION__PRIMARY_METRIC", "log_loss")
+    monkeypatch.setenv("FLASHSALE_PROMOTION__MAX_CALIBRATION_RATIO_ERROR", "0.2")
     gates = get_settings().promotion
     assert gates.min_improvement == 0.005 and gates.primary_metric == "log_loss"
+    assert gates.max_calibration_ratio_error == 0.2
+    assert PromotionGates().max_calibration_ratio_error == 0.10
+    monkeypatch.setenv("FLASHSALE_PROMOTION__MAX_CALIBRATION_RATIO_ERROR", "1.5")
+    with pytest.raises(ValueError, match="max_calibration_ratio_error"):
+        get_settings()
+    monkeypatch.delenv("FLASHSALE_PROMOTION__MAX_CALIBRATION_RATIO_ERROR")
     monkeypatch.setenv("FLASHSALE_PROMOTION__PRIMARY_METRIC", "accuracy")
     with pytest.raises(ValueError, match="primary_metric"):
         get_settings()

@@ -21,7 +21,11 @@ from flashsale_ml.registry import (
     AGAINST_TAG,
     DECISION_RUN_TAG,
     DECISION_TAG,
+    DECISION_TAGS,
+    FITTED_ON_TAG,
     LOCK_SUFFIX,
+    ROLLED_BACK_AT_TAG,
+    VERSION_LINEAGE_TAGS,
     StaleDecisionError,
     apply_decision,
     read_state,
@@ -91,6 +95,17 @@ def test_champion_challenger_lifecycle(stack: dict, capsys: pytest.CaptureFixtur
     # 1. The first version becomes champion once it passes the absolute gates.
     v1 = train_and_register(stack, settings, WEAK)
     assert read_state(mlflow_client, name).champion is None  # registration never promotes
+    # A new version carries a handful of readable tags and a one-line description; its
+    # metrics stay on the training run.
+    registered = mlflow_client.get_model_version(name, v1)
+    assert set(registered.tags) == set(VERSION_LINEAGE_TAGS), sorted(registered.tags)
+    training_run = mlflow_client.get_run(registered.run_id)
+    for key in VERSION_LINEAGE_TAGS:
+        assert registered.tags[key] == training_run.data.tags[key]
+    assert registered.tags[FITTED_ON_TAG]  # promotion's holdout gate reads it back
+    assert "\n" not in registered.description
+    assert registered.description.startswith("lightgbm propensity model, features ")
+    assert f"test AUC {training_run.data.metrics['test_auc']:.3f}" in registered.description
     first = promote(settings, v1)
     assert first["promoted"], first["reasons"]
     assert first["reasons"][0] == "first model of this kind: absolute gates passed"
@@ -117,6 +132,7 @@ def test_champion_challenger_lifecycle(stack: dict, capsys: pytest.CaptureFixtur
 
     # The decision is on the MLflow run (tags, metrics, reasons, plots) and on the version.
     version_tags = mlflow_client.get_model_version(name, v2).tags
+    assert set(version_tags) == {*VERSION_LINEAGE_TAGS, *DECISION_TAGS}, sorted(version_tags)
     assert version_tags[DECISION_TAG] == "promoted" and version_tags[AGAINST_TAG] == v1
     decision_run = mlflow_client.get_run(version_tags[DECISION_RUN_TAG])
     assert decision_run.data.tags["flashsale.promotion.decision"] == "promoted"
@@ -134,6 +150,8 @@ def test_champion_challenger_lifecycle(stack: dict, capsys: pytest.CaptureFixtur
         "holdout",
         "data",
         "behaviour",
+        "absolute",
+        "calibration_in_the_large",
         "primary",
         "calibration",
         "segments",
@@ -155,6 +173,8 @@ def test_champion_challenger_lifecycle(stack: dict, capsys: pytest.CaptureFixtur
     v4 = train_and_register(stack, settings, STUMP)
     fourth = promote(settings, v4)
     assert not fourth["promoted"]
+    # "worse" only because the whole interval lies on the worse side.
+    assert fourth["difference_ci_high"] < 0, fourth
     assert any(r.startswith("primary: worse") for r in fourth["reasons"]), fourth["reasons"]
     assert read_state(mlflow_client, name).champion == v2
 
@@ -173,6 +193,11 @@ def test_champion_challenger_lifecycle(stack: dict, capsys: pytest.CaptureFixtur
         assert main(["registry", "status", "--model", "propensity"]) == 0
         report = capsys.readouterr().out
         assert f"champion           {v2}" in report
+        # The champion's test metrics come from its training run, not from version tags.
+        v2_auc = mlflow_client.get_run(
+            mlflow_client.get_model_version(name, v2).run_id
+        ).data.metrics["test_auc"]
+        assert f"test_auc {v2_auc:.6g}" in report
         assert f"previous-champion  {v1}" in report
         assert f"v{v4:<4} rejected  vs {v2}" in report
         assert main(["registry", "rollback", "--model", name]) == 0
@@ -188,7 +213,7 @@ def test_champion_challenger_lifecycle(stack: dict, capsys: pytest.CaptureFixtur
                 os.environ[key] = value
     state = read_state(mlflow_client, name)
     assert (state.champion, state.previous_champion, state.history) == (v1, None, [v1])
-    assert "flashsale.rolled_back_at" in mlflow_client.get_model_version(name, v2).tags
+    assert ROLLED_BACK_AT_TAG in mlflow_client.get_model_version(name, v2).tags
     assert scorer.score(frame).version == v1
 
 
