@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,13 @@ from flashsale_ml.datasets import Snapshot
 from flashsale_ml.features import build_features
 from flashsale_ml.storage import open_store
 from flashsale_ml.training.deep.data import encode, n_dense_columns, read_shard
-from flashsale_ml.training.deep.launch import Launch, torchrun_command, train_propensity_deep
+from flashsale_ml.training.deep.launch import (
+    Launch,
+    OutputRelay,
+    run_relayed,
+    torchrun_command,
+    train_propensity_deep,
+)
 from flashsale_ml.training.deep.model import DeepConfig
 from flashsale_ml.training.metrics import binary_metrics
 
@@ -92,10 +101,19 @@ def test_encoding_has_no_nan_and_codes_in_range(deep_setup) -> None:
     assert encoded.cats.min() >= 0 and encoded.cats[:, 0].max() < 101
 
 
-def test_ddp_two_processes_on_cpu_logs_to_mlflow(deep_setup) -> None:
+def torchrun_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "flashsale_ml.training.deep.torchrun"
+    ]
+
+
+def test_ddp_two_processes_on_cpu_logs_to_mlflow(deep_setup, caplog, capfd) -> None:
     import mlflow
 
     settings, features = deep_setup
+    caplog.set_level(logging.INFO)
     result = train_propensity_deep(
         features,
         settings,
@@ -104,6 +122,17 @@ def test_ddp_two_processes_on_cpu_logs_to_mlflow(deep_setup) -> None:
     )
     assert result["backend"] == "gloo" and result["world_size"] == 2
     assert result["test_auc"] > 0.65 and result["restarts"] == 0
+    # The workers' output arrives as log records of the launcher, at the level of each line,
+    # and nothing of it on the launcher's own stdout or stderr.
+    relayed = torchrun_records(caplog)
+    for rank in (0, 1):
+        assert any(
+            level == "INFO" and f"INFO rank{rank} epoch 1/3: train loss" in message
+            for level, message in relayed
+        ), relayed
+    assert not [m for level, m in relayed if level == "ERROR"], relayed
+    out, err = capfd.readouterr()
+    assert "epoch 1/3" not in out + err
     client = mlflow.MlflowClient()
     run = client.get_run(result["run_id"])
     assert run.info.status == "FINISHED"
@@ -186,10 +215,11 @@ def test_a_failed_run_resumes_from_its_checkpoints(deep_setup) -> None:
     assert store.list() == ["epoch-000.pt", "epoch-001.pt", "epoch-002.pt", "latest.json"]
 
 
-def test_without_restarts_a_killed_worker_fails_the_run(deep_setup) -> None:
+def test_without_restarts_a_killed_worker_fails_the_run(deep_setup, caplog) -> None:
     import mlflow
 
     settings, features = deep_setup
+    caplog.set_level(logging.INFO)
     with pytest.raises(RuntimeError, match="marked FAILED") as caught:
         train_propensity_deep(
             features,
@@ -200,6 +230,79 @@ def test_without_restarts_a_killed_worker_fails_the_run(deep_setup) -> None:
         )
     run_id = str(caught.value).split("MLflow run ")[1].split(" ")[0]
     assert mlflow.MlflowClient().get_run(run_id).info.status == "FAILED"
+    # the worker's last words, logged at their level, and torchrun's report of the failure
+    relayed = torchrun_records(caplog)
+    assert any(
+        level == "ERROR" and "test hook: worker exits abruptly at epoch 1" in message
+        for level, message in relayed
+    ), relayed
+    assert any(level == "ERROR" and "exitcode: 17" in message for level, message in relayed)
+    # the error quotes the end of the output: torchrun's summary of the failed worker
+    message = str(caught.value)
+    assert "lines of its output:" in message and "exitcode  : 17" in message
+    assert message.splitlines()[-1] == relayed[-1][1]
+
+
+RELAYED_LINES = [
+    # (line, level): the workers' log format, torch's glog-style lines, MLflow's, warnings
+    ("12:00:01 INFO rank0 epoch 1/3: train loss 0.3", logging.INFO),
+    ("12:00:01 ERROR rank1 test hook: worker exits abruptly at epoch 1", logging.ERROR),
+    ("W1012 12:00:00.123000 140 torch/distributed/run.py:792] setting OMP", logging.WARNING),
+    ("E1012 12:00:03.000000 140 torch/.../api.py:874] failed (exitcode: 17)", logging.ERROR),
+    ("[W1012 12:00:00.123456 socket.cpp:752] [c10d] The client socket failed", logging.WARNING),
+    ("[rank0]:[W1012 12:00:00.123456 ProcessGroupGloo.cpp:12] Warning: x", logging.WARNING),
+    ("[W socket.cpp:464] [c10d] The server socket has failed to bind", logging.WARNING),
+    ("I1012 12:00:00.1 140 torch/distributed/elastic/agent.py:12] starting", logging.INFO),
+    ("2026/01/02 12:00:01 WARNING mlflow.models.model: Input example is large", logging.WARNING),
+    ("WARNING:root:a message with logging's default format", logging.WARNING),
+    ("/venv/lib/site-packages/x.py:12: UserWarning: careful", logging.WARNING),
+    ("  warnings.warn(", logging.WARNING),  # the source line under a warning
+    ("epoch done with not a single ERROR: a level word inside a message", logging.INFO),
+    ("a plain print", logging.INFO),
+    ("Traceback (most recent call last):", logging.ERROR),
+    ('  File "train.py", line 1, in <module>', logging.ERROR),
+    ("ValueError: boom", logging.ERROR),
+    ("12:00:02 INFO rank0 the next record", logging.INFO),
+    ("    indented, after an INFO line", logging.INFO),
+]
+
+
+def test_relayed_lines_keep_their_level(caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="relay-test")
+    relay = OutputRelay(logging.getLogger("relay-test"), tail=3)
+    for line, _ in RELAYED_LINES:
+        relay.emit(line + "\n")
+    relay.emit("\n")  # blank lines are left out
+    got = [(r.getMessage(), r.levelno) for r in caplog.records]
+    assert got == RELAYED_LINES
+    assert list(relay.tail) == [line for line, _ in RELAYED_LINES[-3:]]
+
+
+def test_run_relayed_reads_both_streams_and_returns_the_exit_status(caplog) -> None:
+    """Far more output on both streams than a pipe buffer holds: a launcher that read only
+    one of them (or neither, until the end) would block the process forever."""
+    script = (
+        "import sys\n"
+        "for i in range(20000):\n"
+        "    print(f'out {i}', flush=True)\n"
+        "    print(f'12:00:00 WARNING rank0 err {i}', file=sys.stderr, flush=True)\n"
+        "sys.exit(3)\n"
+    )
+    caplog.set_level(logging.INFO, logger="relay-test")
+    relay = OutputRelay(logging.getLogger("relay-test"), tail=2)
+    outcome: list[int] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(run_relayed([sys.executable, "-c", script], {}, relay)),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "the relay blocked"
+    assert outcome == [3]
+    levels = [r.levelno for r in caplog.records]
+    assert levels.count(logging.INFO) == levels.count(logging.WARNING) == 20_000
+    assert {r.getMessage() for r in caplog.records} >= {"out 19999", "out 0"}
+    assert len(relay.tail) == 2
 
 
 def test_torchrun_command_for_one_and_many_nodes() -> None:

@@ -170,10 +170,10 @@ def test_evaluate_scores_equals_its_three_separate_computations() -> None:
 
 
 def test_valid_metrics_equal_a_prediction_at_the_best_round() -> None:
-    """Early stopping runs past the best round; the validation metrics (and the curves) are
-    those of the best round, not of the last one trained. The log loss is LightGBM's own
-    record of the whole campaign; the other metrics come from a sample of
-    ``valid_metric_rows`` rows, which is the whole campaign when it is smaller."""
+    """Early stopping runs past the best round; the validation metrics are those of the best
+    round, not of the last one trained (the learning curves go on to the last one). The log
+    loss is LightGBM's own record of the whole campaign; the other metrics come from a sample
+    of ``valid_metric_rows`` rows, which is the whole campaign when it is smaller."""
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
@@ -198,9 +198,12 @@ def test_valid_metrics_equal_a_prediction_at_the_best_round() -> None:
     split = TimeSplit(campaign(4_000), campaign(2_000), campaign(2_000), {})
     config = LgbmConfig(learning_rate=0.3, early_stopping_rounds=5, max_rounds=400)
     model = train_propensity_lgbm(split, config, seed=1)
-    # early stopping acted: LightGBM evaluated rounds past the best one (and dropped them)
-    assert len(model.history["curve_valid_binary_logloss"]) > model.best_iteration
-    assert len(model.history["curve_valid_sample_auc"]) == model.best_iteration
+    # early stopping acted: LightGBM trained rounds past the best one; the learning curves
+    # cover them all, the model keeps the rounds up to the best one
+    trained = len(model.history["curve_valid_binary_logloss"])
+    assert trained == model.best_iteration + config.early_stopping_rounds
+    assert len(model.history["curve_valid_sample_auc"]) == trained
+    assert model.booster.current_iteration() == model.best_iteration
     p = model.booster.predict(encode_features(split.valid), num_iteration=model.best_iteration)
     y = split.valid["label_purchase"].to_numpy()
     assert model.metrics["valid"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-9)

@@ -152,10 +152,8 @@ def train_propensity_lgbm_step(
             "feature_importance.png": plots.importance_figure(
                 model.booster.feature_name(), importance
             ),
-            "learning_curves.png": plots.curves_figure(
-                {k: v for k, v in model.history.items() if k.endswith("binary_logloss")},
-                "LightGBM learning curves",
-                "log loss",
+            "learning_curves.png": plots.lgbm_learning_curves_figure(
+                model.history, model.best_iteration
             ),
         }.items():
             mlflow.log_figure(fig, f"plots/{name}")

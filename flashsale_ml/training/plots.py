@@ -89,25 +89,83 @@ def calibration_figure(bins: CalibrationBins, label: str = "model"):
     return fig
 
 
-def importance_figure(names: Sequence[str], gains: ArrayLike, top: int = 25):
+# MLflow's artifact preview shows a figure at its pixel size in a pane about 700 px high:
+# taller figures are cut off there. At the figures' 110 dpi, 6 inches are 660 px.
+MAX_FIGURE_HEIGHT_IN = 6.0
+# Bars that fit that height with 9-point labels (about a quarter inch each).
+MAX_IMPORTANCE_BARS = 20
+
+
+def importance_figure(names: Sequence[str], gains: ArrayLike, top: int = MAX_IMPORTANCE_BARS):
+    """Horizontal bars of the ``top`` features by total gain (at most
+    :data:`MAX_IMPORTANCE_BARS`), the largest on top, each labelled with its share of the
+    total gain; wide rather than tall, so it fits the preview (:data:`MAX_FIGURE_HEIGHT_IN`)."""
     gains = np.asarray(gains, dtype=float)
-    order = np.argsort(gains)[-top:]
-    fig, ax = _figure("Feature importance (total gain)")
-    fig.set_size_inches(6.5, max(3.0, 0.28 * len(order) + 1))
-    ax.barh([names[i] for i in order], gains[order])
-    ax.set_xlabel("total gain")
+    if len(names) != len(gains):
+        raise ValueError(f"{len(names)} feature names for {len(gains)} importances")
+    shown = max(1, min(top, MAX_IMPORTANCE_BARS, len(gains)))
+    # ascending, because barh draws the first bar at the bottom
+    order = np.argsort(gains, kind="stable")[-shown:]
+    title = "Feature importance (total gain)"
+    if shown < len(gains):
+        title += f": top {shown} of {len(gains)} features"
+    fig, ax = _figure(title)
+    fig.set_size_inches(8.0, min(MAX_FIGURE_HEIGHT_IN, 1.3 + 0.24 * shown))
+    positions = np.arange(shown)
+    bars = ax.barh(positions, gains[order], height=0.7, color="#4c72b0")
+    ax.set_yticks(positions, [names[i] for i in order], fontsize=9)
+    ax.set_ylim(-0.6, shown - 0.4)
+    total = gains.sum()
+    if total > 0:
+        ax.bar_label(bars, [f"{g / total:.1%}" for g in gains[order]], padding=3, fontsize=8)
+        ax.margins(x=0.1)
+    ax.set_xlabel("total gain (bar labels: share of the total)")
+    ax.tick_params(axis="x", labelsize=9)
+    ax.grid(axis="y", visible=False)
     fig.tight_layout()
     return fig
 
 
-def curves_figure(history: Mapping[str, Sequence[float]], title: str, ylabel: str):
+def curves_figure(
+    history: Mapping[str, Sequence[float]],
+    title: str,
+    ylabel: str,
+    *,
+    xlabel: str = "iteration / epoch",
+    best: int | None = None,
+    best_label: str = "best",
+):
+    """One line per curve, over rounds (epochs) 1, 2, ... of each; ``best`` (1-based) draws a
+    vertical line at the round kept, labelled ``"<best_label> <best>"`` in the legend."""
     fig, ax = _figure(title)
     for name, values in history.items():
-        ax.plot(range(1, len(values) + 1), values, label=name)
-    ax.set_xlabel("iteration / epoch")
+        rounds = np.arange(1, len(values) + 1)
+        ax.plot(rounds, values, label=name, marker="o" if len(values) <= 30 else None)
+    if best is not None:
+        ax.axvline(best, color="#c44e52", ls="--", lw=1.2, label=f"{best_label} {best}")
+    if any(len(values) <= 30 for values in history.values()):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()
     return fig
+
+
+def lgbm_learning_curves_figure(history: Mapping[str, Sequence[float]], best_iteration: int):
+    """The LightGBM trainer's log loss per boosting round (its ``history``): train on its
+    fixed sample, validation on the whole validation campaign, over the same rounds (up to
+    where early stopping gave up), and the best round early stopping kept."""
+    return curves_figure(
+        {
+            "train (sample)": history["curve_train_binary_logloss"],
+            "validation": history["curve_valid_binary_logloss"],
+        },
+        "LightGBM learning curves",
+        "log loss",
+        xlabel="boosting round",
+        best=best_iteration,
+        best_label="best iteration (early stopping):",
+    )
 
 
 def bootstrap_figure(

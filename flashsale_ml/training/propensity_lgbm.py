@@ -6,7 +6,9 @@ Pure functions: frames and config in, a fitted model and metrics out. Splits are
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +24,9 @@ from flashsale_ml.features.build import LABEL, SALE_FEATURES, USER_FEATURES
 from flashsale_ml.training.metrics import ScoreEvaluation, binary_metrics, evaluate_scores, roc_auc
 
 log = logging.getLogger(__name__)
+# LightGBM's own messages (its C++ library's and its Python package's) go to this logger, at
+# the level each message states, instead of to stdout and warnings (see lightgbm_logging).
+lightgbm_log = logging.getLogger("lightgbm")
 
 # Fixed vocabularies (from the contract) so that integer codes mean the same thing in training
 # and in scoring; an unknown value becomes -1, which LightGBM treats as missing.
@@ -297,6 +302,67 @@ def encoded_time_split(table: pa.Table, seed: int) -> EncodedSplit:
     return EncodedSplit(x=x, y=y, campaigns=parts)
 
 
+_NATIVE_MESSAGE = re.compile(r"\[LightGBM\] \[(\w+)\] ?")
+_NATIVE_LEVELS = {
+    "Fatal": logging.ERROR,  # LightGBM raises a LightGBMError with it right after
+    "Warning": logging.WARNING,
+    "Info": logging.INFO,
+    "Debug": logging.DEBUG,
+}
+# Native warnings about what this module does on purpose: it encodes unknown and missing
+# categories as -1 for LightGBM to read as missing, which LightGBM reports once per dataset.
+_EXPECTED_NATIVE_WARNINGS = ("Met negative value in categorical features",)
+
+
+class _LightGBMMessages:
+    """What :func:`lightgbm.register_logger` calls: ``info`` receives every line of the C++
+    library (``[LightGBM] [Warning] ...``) and the Python package's informational messages,
+    ``warning`` the package's warnings. Each goes to :data:`lightgbm_log` at its own level."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def info(self, message: str) -> None:
+        level = logging.INFO
+        match = _NATIVE_MESSAGE.match(message)
+        if match:
+            level = _NATIVE_LEVELS.get(match.group(1), logging.INFO)
+            message = message[match.end() :]
+            if level == logging.WARNING and message.startswith(_EXPECTED_NATIVE_WARNINGS):
+                level = logging.DEBUG
+        self.logger.log(level, message, stacklevel=2)  # where in lightgbm it came from
+
+    def warning(self, message: str) -> None:
+        self.logger.warning(message, stacklevel=2)
+
+
+@functools.cache
+def _register_lightgbm_logger() -> None:
+    import lightgbm as lgb
+
+    lgb.register_logger(_LightGBMMessages(lightgbm_log))
+
+
+def lightgbm_logging() -> int:
+    """Route LightGBM's messages through the ``lightgbm`` logger (registered once per process;
+    LightGBM's default prints to stdout and warns on stderr, which task logs show as errors)
+    and return the ``verbosity`` parameter that makes LightGBM produce what that logger's
+    level lets through: -1 (fatal only) above WARNING, 0 at WARNING, 1 at INFO, 2 at DEBUG.
+
+    One gap remains: lib_lightgbm keeps its log callback per thread, so a native message
+    written inside an OpenMP parallel region (such as the "Met negative value in categorical
+    features" of bin finding, when training data has unknown categories) still goes to
+    stdout, from all threads but the calling one.
+    """
+    _register_lightgbm_logger()
+    level = lightgbm_log.getEffectiveLevel()
+    if level <= logging.DEBUG:
+        return 2
+    if level <= logging.INFO:
+        return 1
+    return 0 if level <= logging.WARNING else -1
+
+
 def lgbm_params(config: LgbmConfig, seed: int) -> dict[str, object]:
     """LightGBM parameters of the propensity model (shared with the benchmarks)."""
     params: dict[str, object] = {
@@ -334,7 +400,8 @@ def lgbm_params(config: LgbmConfig, seed: int) -> dict[str, object]:
 def staged_curves(
     booster, x: pa.Table | pd.DataFrame | np.ndarray, y: np.ndarray
 ) -> dict[str, list[float]]:
-    """Log loss and AUC after every boosting round, exactly, from per-tree raw scores.
+    """Log loss and AUC after every boosting round trained (past an early-stopped best round
+    too, while the booster still holds those trees), exactly, from per-tree raw scores.
 
     One ``pred_leaf`` pass gives every row's leaf in every tree; a tree's raw output is its
     leaf's value, and the running sum over trees is the raw score after each round. That is
@@ -342,7 +409,10 @@ def staged_curves(
     and no evaluation inside LightGBM's training rounds.
     """
     rounds = booster.current_iteration()
-    leaves = np.asarray(booster.predict(x, pred_leaf=True)).reshape(len(y), rounds)
+    # every round trained: without num_iteration, predict stops at an early-stopped best round
+    leaves = np.asarray(booster.predict(x, pred_leaf=True, num_iteration=rounds)).reshape(
+        len(y), rounds
+    )
     outputs = np.empty(leaves.shape, dtype="float64")
     for tree in range(rounds):
         hit, position = np.unique(leaves[:, tree], return_inverse=True)
@@ -377,7 +447,7 @@ def train_propensity_lgbm(
     fit_started = time.perf_counter()
     x_train, x_valid, x_test = (data.x[name] for name in ("train", "valid", "test"))
     y_train, y_valid, y_test = (data.y[name] for name in ("train", "valid", "test"))
-    params = lgbm_params(config, seed)
+    params = {**lgbm_params(config, seed), "verbosity": lightgbm_logging()}
     categorical = list(CATEGORY_VOCAB)
     names = list(FEATURES)
     train_set = lgb.Dataset(
@@ -403,9 +473,27 @@ def train_propensity_lgbm(
             lgb.record_evaluation(evals),
             lgb.log_evaluation(period=100),
         ],
+        # Keeps the rounds trained after the best one until the learning curves are drawn
+        # from them; dropped below, as lgb.train itself would have.
+        keep_training_booster=True,
     )
     best = booster.best_iteration or config.max_rounds
     evaluate_started = time.perf_counter()
+    # Learning curves over every round trained, the early_stopping_rounds after the best one
+    # included: train and validation side by side up to where early stopping gave up, so a
+    # curve shows what the best round was chosen against. The validation log loss is
+    # LightGBM's record (the whole campaign), the others are computed per round on samples.
+    valid_sample = evaluation_sample(len(y_valid), CURVE_SAMPLE, seed + 1)
+    train_curve_rows = evaluation_sample(len(y_train_eval), CURVE_SAMPLE, seed + 3)
+    evals["train"] = staged_curves(
+        booster, x_train_eval.take(train_curve_rows), y_train_eval[train_curve_rows]
+    )
+    evals["valid_sample"] = {
+        "auc": staged_curves(booster, x_valid.take(valid_sample), y_valid[valid_sample])["auc"]
+    }
+    # Only the rounds up to the best one from here on (the model logged and scored), and no
+    # training data held by the booster: what lgb.train returns without keep_training_booster.
+    booster.model_from_string(booster.model_to_string()).free_dataset()
     # Validation: the log loss is LightGBM's own, on the whole campaign at the best round
     # (what early stopping chose by); the ranking and calibration metrics come from a seeded
     # sample, because scoring the whole campaign once more cost ~4 s at 2.5 million rows
@@ -424,16 +512,6 @@ def train_propensity_lgbm(
         "train": binary_metrics(y_train_eval, predictions["train"]),
         "valid": valid_metrics,
         "test": test_evaluation.metrics,
-    }
-    # Learning curves: the validation log loss of every round as LightGBM recorded it (on
-    # the whole campaign, up to where early stopping ended), AUC per round on samples.
-    valid_sample = evaluation_sample(len(y_valid), CURVE_SAMPLE, seed + 1)
-    train_curve_rows = evaluation_sample(len(y_train_eval), CURVE_SAMPLE, seed + 3)
-    evals["train"] = staged_curves(
-        booster, x_train_eval.take(train_curve_rows), y_train_eval[train_curve_rows]
-    )
-    evals["valid_sample"] = {
-        "auc": staged_curves(booster, x_valid.take(valid_sample), y_valid[valid_sample])["auc"]
     }
     history = {
         f"curve_{split_name}_{metric}": values

@@ -72,8 +72,10 @@ def _fit_predict(
 ) -> np.ndarray:
     import lightgbm as lgb
 
+    from flashsale_ml.training.propensity_lgbm import lightgbm_logging
+
     booster = lgb.train(
-        _params(seed),
+        {**_params(seed), "verbosity": lightgbm_logging()},
         lgb.Dataset(x_train, y_train),
         num_boost_round=rounds,
     )

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,11 @@ from flashsale_ml.tracking import (
 from flashsale_ml.training.deep.model import DeepConfig
 
 log = logging.getLogger(__name__)
+# torchrun's output and its workers' (their logs, MLflow's, torch's C++ warnings), one record
+# per line at the level the line states, instead of stderr that task logs show as errors.
+torchrun_log = logging.getLogger("flashsale_ml.training.deep.torchrun")
+# Lines of output quoted in the error raised when torchrun fails.
+ERROR_TAIL_LINES = 40
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,108 @@ def torchrun_command(launch: Launch, worker_args: list[str]) -> list[str]:
         *worker_args,
     ]
     return cmd
+
+
+_LEVEL_NAMES = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "WARN": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+    "FATAL": logging.CRITICAL,
+}
+_LEVEL_LETTERS = {
+    "D": logging.DEBUG,
+    "I": logging.INFO,
+    "W": logging.WARNING,
+    "E": logging.ERROR,
+    "F": logging.CRITICAL,
+}
+# "[rank0]:" / "[default0]:" that torch puts before a worker's lines in some modes
+_RANK_PREFIX = re.compile(r"\[(?:rank|default)\d+\]:\s?")
+# glog style of torch's C++ and of torch.distributed's Python loggers:
+# "W1012 12:00:00.123 140 torch/distributed/run.py:792] ...", "[W1012 12:00:00.123 ...]",
+# and the older "[W socket.cpp:464] ..."
+_GLOG = re.compile(r"\[?([DIWEF])\d{4} \d\d:\d\d:\d\d|\[([DIWEF]) ")
+# a level name among the first words: the workers' logs ("12:00:01 INFO rank0 ..."),
+# MLflow's ("2026/01/02 12:00:01 WARNING mlflow...: ..."), logging's default ("WARNING:root:")
+_LEVEL_WORD = re.compile(r"(?:\S+\s+){0,3}?(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b")
+# what warnings.warn prints: "/path/module.py:12: UserWarning: ..."
+_PYTHON_WARNING = re.compile(r"\S+:\d+: \w*Warning: ")
+
+
+class OutputRelay:
+    """Re-emits a subprocess's output through ``logger``, one record per line, at the level
+    the line states (see the patterns above), else INFO. Lines without a level continue the
+    line before where they are indented (the source line under a warning, a traceback's
+    frames), and everything after ``Traceback (most recent call last):`` up to the next line
+    with a level is ERROR. The last ``tail`` lines are kept for an error message."""
+
+    def __init__(self, logger: logging.Logger, tail: int = ERROR_TAIL_LINES) -> None:
+        self.logger = logger
+        self.tail: deque[str] = deque(maxlen=tail)
+        self._previous = logging.INFO
+        self._in_traceback = False
+
+    def level(self, line: str) -> int:
+        text = _RANK_PREFIX.sub("", line, count=1)
+        level: int | None = None
+        if glog := _GLOG.match(text):
+            level = _LEVEL_LETTERS[glog.group(1) or glog.group(2)]
+        elif word := _LEVEL_WORD.match(text):
+            level = _LEVEL_NAMES[word.group(1)]
+        elif _PYTHON_WARNING.match(text):
+            level = logging.WARNING
+        if level is not None:
+            self._in_traceback = False
+        elif text.startswith("Traceback (most recent call last):"):
+            self._in_traceback = True
+            level = logging.ERROR
+        elif self._in_traceback:
+            level = logging.ERROR
+        elif text[:1].isspace():
+            level = self._previous
+        else:
+            level = logging.INFO
+        self._previous = level
+        return level
+
+    def emit(self, line: str) -> None:
+        line = line.rstrip()
+        if not line:
+            return
+        self.tail.append(line)
+        self.logger.log(self.level(line), "%s", line)
+
+
+def run_relayed(cmd: list[str], env: dict[str, str], relay: OutputRelay) -> int:
+    """Run ``cmd``, relay its stdout and stderr (merged into one pipe, read line by line, so
+    neither can fill up and block it) and return its exit status. Should reading stop with
+    an exception (the task is being killed, say), the process is killed, as subprocess.run
+    does.
+
+    Lines stay whole where each is written at once, as logging, warnings and torch's C++
+    logs do; the workers log to stderr, and print nothing.
+    """
+    with subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                relay.emit(line)
+            return process.wait()
+        except BaseException:
+            process.kill()
+            raise
 
 
 def train_propensity_deep(
@@ -153,12 +262,15 @@ def train_propensity_deep(
             **(extra_env or {}),
         }
         log.info("launching: %s", " ".join(cmd))
-        completed = subprocess.run(cmd, env=env, check=False)
-        if completed.returncode != 0 or not result_path.exists():
+        relay = OutputRelay(torchrun_log)
+        returncode = run_relayed(cmd, env, relay)
+        if returncode != 0 or not result_path.exists():
             client.set_terminated(run_id, "FAILED")
+            output = "\n".join(relay.tail)
             raise RuntimeError(
-                f"torchrun exited with {completed.returncode}; MLflow run "
+                f"torchrun exited with {returncode}; MLflow run "
                 f"{run_id} marked FAILED; checkpoints kept at {checkpoints}"
+                + (f"\nlast {len(relay.tail)} lines of its output:\n{output}" if output else "")
             )
         result = json.loads(result_path.read_text())
     client.set_terminated(run_id, "FINISHED")

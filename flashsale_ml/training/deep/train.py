@@ -127,9 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     timeout = timedelta(seconds=float(os.environ.get("FLASHSALE_DIST_TIMEOUT_S", "120")))
     dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timeout)
     rank, world = dist.get_rank(), dist.get_world_size()
+    # The level in each line: the launcher relays this output to its logger at that level.
     logging.basicConfig(
         level=logging.INFO,
-        format=f"%(asctime)s rank{rank} %(message)s",
+        format=f"%(asctime)s %(levelname)s rank{rank} %(message)s",
         datefmt="%H:%M:%S",
         force=True,
     )
@@ -351,11 +352,14 @@ def _log_final(
         mlflow.log_figure(
             plots.curves_figure(
                 {
-                    "train": result["history"]["train_loss"],
-                    "valid": result["history"]["valid_loss"],
+                    "train (mean over the epoch)": result["history"]["train_loss"],
+                    "validation": result["history"]["valid_loss"],
                 },
                 "DCN-v2 loss",
                 "log loss",
+                xlabel="epoch",
+                best=result["best_epoch"],
+                best_label="best epoch (early stopping):",
             ),
             "plots/learning_curves.png",
         )
