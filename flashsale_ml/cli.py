@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -298,6 +299,11 @@ def _demo_summary(mlflow, server_url: str, settings, decision_tag: str, reasons_
     reasons = newest.tags.get(reasons_tag, "")
     home = settings.resolved_home
     runs_path = f"#/experiments/{experiment.experiment_id}/runs"
+    reason_lines = "\n".join(
+        textwrap.fill(reason, width=96, initial_indent="    - ", subsequent_indent="      ")
+        for reason in reasons.split("; ")
+        if reason
+    )
     return f"""  Data lake:         {settings.lake_uri}
   LightGBM run:      {newest.run_id}
                      test AUC {metrics.get("test_auc", float("nan")):.3f}, \
@@ -307,7 +313,8 @@ ECE {metrics.get("test_ece", float("nan")):.3f} on the newest sale
                      net has far less to learn from than boosted trees; at 1M users it comes
                      within 0.003 AUC of LightGBM, see docs/training.md)
   Registered model:  {name} version {newest.version} (aliases: {aliases})
-  Promotion:         {decision}: {reasons[:400]}
+  Promotion:         {decision}, gate by gate:
+{reason_lines}
   MLflow store:      {home / "mlflow.db"} + {home / "mlartifacts"}
 
 Look at it:
