@@ -25,6 +25,20 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
 
+def route_mlflow_logging() -> None:
+    """Send MLflow's log records through the host's logging instead of MLflow's own handler.
+
+    On import MLflow gives its logger a stderr handler and stops propagation; under Airflow
+    every stderr line of a task is shown as ``[error]``, so an INFO line about a database
+    migration looked like a failure. Propagating to the root logger keeps each record's level
+    (Airflow, the CLI and pytest all configure the root).
+    """
+    mlflow_logger = logging.getLogger("mlflow")
+    for handler in list(mlflow_logger.handlers):
+        mlflow_logger.removeHandler(handler)
+    mlflow_logger.propagate = True
+
+
 def configure(settings: Settings) -> str:
     """Point MLflow at the configured store and make sure the experiment exists.
 
@@ -33,6 +47,7 @@ def configure(settings: Settings) -> str:
     """
     import mlflow
 
+    route_mlflow_logging()
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)

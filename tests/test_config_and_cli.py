@@ -162,3 +162,23 @@ def test_cli_resolves_latest_and_says_when_there_is_none(
         main(["validate", "--data", missing])
     assert exited.value.code == 2
     assert "has no committed snapshot to call 'latest'" in capsys.readouterr().err
+
+
+def test_mlflow_logs_through_the_host_logging_at_their_level(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture
+) -> None:
+    """Under Airflow a stderr line shows as [error]; MLflow's records must reach the root
+    logger with their own level instead of MLflow's private stderr handler."""
+    import logging
+
+    from flashsale_ml.tracking import configure
+
+    configure(Settings(home=tmp_path, mlflow_experiment="logging-check"))
+    capfd.readouterr()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("mlflow.store.db.utils").info("creating initial tables")
+    assert [(r.name, r.levelname) for r in caplog.records] == [
+        ("mlflow.store.db.utils", "INFO")
+    ]
+    assert "creating initial tables" not in capfd.readouterr().err
