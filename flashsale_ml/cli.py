@@ -278,6 +278,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo_summary(mlflow, server_url: str, settings, decision_tag: str, reasons_tag: str) -> str:
     """What the demo made, in words: the models, the decision and where to look."""
+    from flashsale_ml.tracking import runs_view_url
+
     mlflow.set_tracking_uri(server_url)
     client = mlflow.MlflowClient()
     name = settings.registered_model_name("propensity")
@@ -298,7 +300,7 @@ def _demo_summary(mlflow, server_url: str, settings, decision_tag: str, reasons_
     decision = newest.tags.get(decision_tag, "not decided")
     reasons = newest.tags.get(reasons_tag, "")
     home = settings.resolved_home
-    runs_path = f"#/experiments/{experiment.experiment_id}/runs"
+    runs_url = runs_view_url("http://127.0.0.1:5000", experiment.experiment_id)
     reason_lines = "\n".join(
         textwrap.fill(reason, width=96, initial_indent="    - ", subsequent_indent="      ")
         for reason in reasons.split("; ")
@@ -318,8 +320,9 @@ ECE {metrics.get("test_ece", float("nan")):.3f} on the newest sale
   MLflow store:      {home / "mlflow.db"} + {home / "mlartifacts"}
 
 Look at it:
-  make mlflow-ui    then open http://127.0.0.1:5000/{runs_path}
-                    (runs with metrics and plots; the model under "Models")
+  make mlflow-ui    then open {runs_url}
+                    (one row per pipeline run with its results; click a run for its steps,
+                    plots under Artifacts; the registered model under "Models")
   make airflow-ui   then open http://127.0.0.1:8080 (DAG runs and task logs)
   .venv/bin/flashsale registry status   champions, challengers and the last decisions
 Run `make demo` again: the shop moves on a week and the new model is judged against this one.

@@ -23,6 +23,39 @@ TAG_PREFIX = "flashsale."
 # holds model training; with this tag it opens on the runs table.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+# Step tags worth a column on the parent run (the decision of this pipeline's promotion).
+SUMMARY_TAGS = (f"{TAG_PREFIX}promotion.decision", f"{TAG_PREFIX}challenger_version")
+# A saved runs-table view (MLflow's "shared view": an experiment tag the UI reads when the URL
+# carries ?viewStateShareKey=<key>): pipeline runs with their headline results as columns.
+RUNS_VIEW_KEY = "pipeline-results"
+RUNS_VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW_KEY}"
+RUNS_VIEW = {
+    "selectedColumns": [
+        f"tags.`{TAG_PREFIX}promotion.decision`",
+        f"tags.`{TAG_PREFIX}challenger_version`",
+        "metrics.`train_propensity_lgbm.test_auc`",
+        "metrics.`train_propensity_lgbm.test_ece`",
+        "metrics.`train_propensity_lgbm.test_mean_prediction`",
+        "metrics.`train_propensity_lgbm.test_positive_rate`",
+        "metrics.`train_propensity_deep.test_auc`",
+    ],
+    "searchFilter": f"tags.`{TAG_PREFIX}kind` = 'pipeline'",
+    "orderByKey": "attributes.start_time",
+    "orderByAsc": False,
+}
+
+
+def runs_view_url(server_url: str, experiment_id: str) -> str:
+    """The runs table of the experiment, opened on the pipeline-results view."""
+    return f"{server_url}/#/experiments/{experiment_id}/runs?viewStateShareKey={RUNS_VIEW_KEY}"
+
+
+def _ensure_ui_tags(client: Any, experiment_id: str, tags: Mapping[str, str]) -> None:
+    """Experiments made before these tags existed (or by hand) get them too."""
+    wanted = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, RUNS_VIEW_TAG: json.dumps(RUNS_VIEW)}
+    for key, value in wanted.items():
+        if tags.get(key) != value:
+            client.set_experiment_tag(experiment_id, key, value)
 
 
 def route_mlflow_logging() -> None:
@@ -52,11 +85,7 @@ def configure(settings: Settings) -> str:
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     if experiment is not None:
-        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-            # Experiments made before the tag existed (or by hand) still open as runs.
-            client.set_experiment_tag(
-                experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
-            )
+        _ensure_ui_tags(client, experiment.experiment_id, experiment.tags)
         mlflow.set_experiment(experiment_id=experiment.experiment_id)
         return experiment.experiment_id
     # A local (non-server) store needs an explicit artifact root, or MLflow would write to
@@ -68,7 +97,11 @@ def configure(settings: Settings) -> str:
         experiment_id = client.create_experiment(
             settings.mlflow_experiment,
             artifact_location=artifact_location,
-            tags={"project": "flashsale-ml", EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            tags={
+                "project": "flashsale-ml",
+                EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+                RUNS_VIEW_TAG: json.dumps(RUNS_VIEW),
+            },
         )
     except mlflow.exceptions.MlflowException:
         # Another task created it between our lookup and create: use theirs.
@@ -104,10 +137,37 @@ def start_pipeline_run(settings: Settings, name: str, tags: Mapping[str, str] | 
 
 
 def finish_pipeline_run(settings: Settings, run_id: str, status: str = "FINISHED") -> None:
+    """Close the pipeline's parent run, with its steps' headline results copied onto it.
+
+    The runs table lists parent runs; with each step's ``test_*`` metrics (as
+    ``<step>.test_auc``) and the promotion decision on the parent, one row per pipeline run
+    answers "how good was it and what happened" without expanding anything.
+    """
     import mlflow
+    from mlflow.entities import Metric, RunTag
 
     configure(settings)
-    mlflow.MlflowClient().set_terminated(run_id, status)
+    client = mlflow.MlflowClient()
+    parent = client.get_run(run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+    now = int(time.time() * 1000)
+    metrics: list[Metric] = []
+    tags: list[RunTag] = []
+    for child in children:
+        step = child.data.tags.get(f"{TAG_PREFIX}step")
+        if not step:
+            continue
+        metrics += [
+            Metric(f"{step}.{key}", value, now, 0)
+            for key, value in child.data.metrics.items()
+            if key.startswith("test_")
+        ]
+        tags += [RunTag(k, v) for k, v in child.data.tags.items() if k in SUMMARY_TAGS]
+    if metrics or tags:
+        client.log_batch(run_id, metrics=metrics[:1000], tags=tags)
+    client.set_terminated(run_id, status)
 
 
 @contextlib.contextmanager

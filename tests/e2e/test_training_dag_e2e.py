@@ -120,6 +120,10 @@ def test_registered_model_has_lineage_and_sane_metrics(
     parent_id = run.data.tags["mlflow.parentRunId"]
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED"
+    # The parent row of the runs table carries the steps' headline results.
+    assert parent.data.metrics["train_propensity_lgbm.test_auc"] == metrics["test_auc"]
+    assert "train_propensity_deep.test_auc" in parent.data.metrics
+    assert parent.data.tags["flashsale.promotion.decision"] == "promoted"
     children = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'"
     )
