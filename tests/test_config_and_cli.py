@@ -178,7 +178,5 @@ def test_mlflow_logs_through_the_host_logging_at_their_level(
     caplog.clear()
     with caplog.at_level(logging.INFO):
         logging.getLogger("mlflow.store.db.utils").info("creating initial tables")
-    assert [(r.name, r.levelname) for r in caplog.records] == [
-        ("mlflow.store.db.utils", "INFO")
-    ]
+    assert [(r.name, r.levelname) for r in caplog.records] == [("mlflow.store.db.utils", "INFO")]
     assert "creating initial tables" not in capfd.readouterr().err

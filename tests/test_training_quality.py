@@ -171,9 +171,11 @@ def test_evaluate_scores_equals_its_three_separate_computations() -> None:
 
 def test_valid_metrics_equal_a_prediction_at_the_best_round() -> None:
     """Early stopping runs past the best round; the validation metrics are those of the best
-    round, not of the last one trained (the learning curves go on to the last one). The log
-    loss is LightGBM's own record of the whole campaign; the other metrics come from a sample
-    of ``valid_metric_rows`` rows, which is the whole campaign when it is smaller."""
+    round, not of the last one trained (the learning curves go on to the last one), with the
+    intercept correction fitted there applied (it is part of the model: ``booster.predict``
+    includes it). The log loss is of the whole campaign; the other metrics come from a sample
+    of ``valid_metric_rows`` rows, which is the whole campaign when it is smaller. What early
+    stopping chose by, LightGBM's record at the best round, is ``early_stopping_log_loss``."""
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
@@ -210,6 +212,9 @@ def test_valid_metrics_equal_a_prediction_at_the_best_round() -> None:
     assert model.metrics["valid"]["ece"] == pytest.approx(binary_metrics(y, p)["ece"], abs=1e-9)
     assert model.metrics["valid"]["log_loss"] == pytest.approx(
         binary_metrics(y, p)["log_loss"], abs=1e-9
+    )
+    assert model.metrics["valid"]["early_stopping_log_loss"] == pytest.approx(
+        model.history["curve_valid_binary_logloss"][model.best_iteration - 1], abs=1e-12
     )
 
     # A smaller sample: AUC and ECE of those rows, the log loss still of the whole campaign.

@@ -66,10 +66,12 @@ def train_propensity_lgbm_step(
 ) -> TrainingResult:
     """Train the LightGBM propensity model on a feature snapshot and log it to MLflow.
 
-    Logged: flattened config as params, per-split metrics (one batch), learning curves, the
-    model with signature and input example, the feature snapshot as an MLflow dataset input,
-    ROC / PR / calibration / importance figures, and lineage tags (snapshot ids, code version,
-    config hash) that the registry copies onto the model version.
+    Logged: flattened config as params, per-split metrics (one batch), the intercept
+    correction (``calibration_*``: its shift, a param too, and the mean predictions before and
+    after it), learning curves, the model with signature and input example, the feature
+    snapshot as an MLflow dataset input, ROC / PR / calibration / importance figures, and
+    lineage tags (snapshot ids, code version, config hash) that the registry copies onto the
+    model version.
     """
     import mlflow
     import mlflow.lightgbm
@@ -118,6 +120,8 @@ def train_propensity_lgbm_step(
                 "seed": settings.seed,
                 "split": split.campaigns,
                 "best_iteration": model.best_iteration,
+                # Part of the model as logged (added to tree 0), so a param as well as a metric.
+                "calibration_intercept_shift": model.calibration["intercept_shift"],
                 "rows": {
                     "train": len(split.y["train"]),
                     "valid": len(split.y["valid"]),
@@ -128,6 +132,7 @@ def train_propensity_lgbm_step(
         flat = {
             f"{name}_{k}": v for name, values in model.metrics.items() for k, v in values.items()
         }
+        flat |= {f"calibration_{k}": v for k, v in model.calibration.items()}
         flat |= {f"duration_{phase}_s": seconds for phase, seconds in durations.items()}
         log_metrics_batch(run_id, flat, history=model.history)
 
