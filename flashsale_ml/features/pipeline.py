@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 
 from flashsale_ml.datasets import Snapshot, SnapshotWriter
+from flashsale_ml.errors import DataError
 from flashsale_ml.features.build import (
     LABEL,
     Cutoff,
@@ -38,6 +39,7 @@ def build_features(
     as_of: datetime | None = None,
     label_window: timedelta = timedelta(hours=2),
     memory_limit: str = "4GB",
+    threads: int | None = None,
 ) -> str:
     """Compute every feature group as of each cutoff and commit one feature snapshot.
 
@@ -48,6 +50,7 @@ def build_features(
             is the campaign); without campaigns it is any time, with ``label_window``.
         label_window: label window length when there is no campaign to define it.
         memory_limit: DuckDB's memory cap.
+        threads: DuckDB's thread count (default: DuckDB's, every core).
 
     Returns:
         The URI of the committed ``features`` snapshot.
@@ -56,7 +59,9 @@ def build_features(
         if "shopper_sessions" in raw.tables:
             return _build_session_features(raw, lake)
         present = [t for t in SHOP_SOURCE_TABLES if t in raw.tables]
-        con = connect({t: raw.local_files(t) for t in present}, memory_limit=memory_limit)
+        con = connect(
+            {t: raw.local_files(t) for t in present}, memory_limit=memory_limit, threads=threads
+        )
         cutoffs = _cutoffs(con, raw_uri, as_of, label_window, has_campaigns="campaigns" in present)
         metadata = {
             "input_snapshot": raw_uri,
@@ -111,14 +116,22 @@ def _cutoffs(
     has_campaigns: bool,
 ) -> list[Cutoff]:
     if has_campaigns:
-        cutoffs = cutoffs_from_campaigns(con)
-        if as_of is not None:
-            cutoffs = [c for c in cutoffs if c.as_of == as_of]
-            if not cutoffs:
-                raise ValueError(f"no campaign of {raw_uri} starts at {as_of.isoformat()}")
+        all_cutoffs = cutoffs_from_campaigns(con)
+        if as_of is None:
+            return all_cutoffs
+        cutoffs = [c for c in all_cutoffs if c.as_of == as_of]
+        if not cutoffs:
+            starts = ", ".join(f"{c.as_of:%Y-%m-%dT%H:%M:%SZ}" for c in all_cutoffs)
+            raise DataError(
+                f"no campaign of {raw_uri} starts at {as_of:%Y-%m-%dT%H:%M:%SZ}; "
+                f"--as-of must be one of the campaign starts: {starts or 'none'}"
+            )
         return cutoffs
     if as_of is None:
-        raise ValueError(f"{raw_uri} has no campaigns: pass as_of (and a label_window)")
+        raise DataError(
+            f"{raw_uri} has no campaigns, so there is no sale to build features for: pass "
+            "--as-of (a UTC time such as 2026-02-01T19:00:00Z) and --label-window-hours"
+        )
     return [Cutoff(None, as_of, as_of + label_window)]
 
 
