@@ -39,6 +39,8 @@ def _setup_logging(level: str) -> None:
     )
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Each retry of an unanswered request is a warning; the command's one-line error says it.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def _print(payload: Any) -> None:
@@ -46,9 +48,13 @@ def _print(payload: Any) -> None:
 
 
 def _parse_ts(value: str) -> datetime:
-    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    expected = "an ISO 8601 UTC time such as 2026-02-01T19:00:00Z"
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not {expected}") from None
     if ts.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"timestamp {value!r} needs a time zone (e.g. ...Z)")
+        raise argparse.ArgumentTypeError(f"{value!r} has no time zone; expected {expected}")
     return ts
 
 
@@ -64,11 +70,12 @@ def _snapshot_ref(value: str) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from flashsale_ml.config import get_settings
+    from flashsale_ml.config import check_pseudonym_key, get_settings
     from flashsale_ml.simulation import SimulationConfig, simulate
     from flashsale_ml.storage import open_store
 
     settings = get_settings()
+    check_pseudonym_key(settings, purpose="simulation", lake_uri=args.out or settings.lake_uri)
     config = SimulationConfig(
         users=args.users,
         days=args.days,
@@ -123,11 +130,14 @@ def cmd_features(args: argparse.Namespace) -> int:
     from flashsale_ml.features import build_features
     from flashsale_ml.storage import open_store
 
+    settings = get_settings()
     uri = build_features(
         args.data,
-        open_store(args.out or get_settings().lake_uri),
+        open_store(args.out or settings.lake_uri),
         as_of=args.as_of,
         label_window=timedelta(hours=args.label_window_hours),
+        memory_limit=settings.duckdb_memory_limit,
+        threads=settings.compute_threads,
     )
     _print({"features_uri": uri})
     return 0
@@ -193,8 +203,14 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         training = steps.train_propensity(features, parent)
         registered = steps.register_model(training["run_id"], "propensity")
         promotion = steps.promote_model(registered["version"], "propensity", parent)
-    except BaseException:
-        steps.finish_pipeline(parent, "FAILED")
+    except BaseException as failure:
+        try:
+            steps.finish_pipeline(parent, "FAILED")
+        except Exception as exc:  # the tracking server may be what failed
+            logging.getLogger(__name__).warning(
+                "could not mark pipeline run %s FAILED (%s)", parent, type(exc).__name__
+            )
+            raise failure from None
         raise
     steps.finish_pipeline(parent, "FINISHED")
     _print(
@@ -338,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Settings come from FLASHSALE_* variables (see the README).",
     )
     parser.add_argument("--log-level", default=os.environ.get("FLASHSALE_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback when a command fails"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="generate a flash-sale dataset with ground truth")
@@ -435,12 +454,82 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bound_tracking_retries() -> None:
+    """Give MLflow's client a short retry budget for an interactive command.
+
+    MLflow retries every request 7 times with exponential back-off (about 4 minutes before a
+    command learns the server is down, twice over when the run is then marked FAILED). A
+    person at a terminal wants the answer in seconds; Airflow tasks keep MLflow's longer
+    budget and add their own retries. Explicit ``MLFLOW_HTTP_REQUEST_*`` variables win.
+    """
+    from flashsale_ml.config import get_settings
+
+    settings = get_settings()
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.cli_tracking_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.cli_tracking_timeout_s)))
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """Did this fail because a server (MLflow, S3) did not answer?"""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ConnectionError | TimeoutError) or any(
+            marker in text
+            for marker in ("Max retries exceeded", "Connection refused", "ConnectionError")
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One or two lines: what went wrong and what to do about it."""
+    from pydantic import ValidationError
+
+    from flashsale_ml.errors import DataError
+
+    if isinstance(exc, DataError):
+        return str(exc)
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']} "
+            f"(got {error.get('input')!r})"
+            for error in exc.errors()
+        )
+        return f"invalid {exc.title}: {problems}"
+    if _is_unreachable(exc):
+        from flashsale_ml.config import get_settings
+
+        uri = get_settings().tracking_uri
+        return (
+            f"a server did not answer ({type(exc).__name__}). MLflow tracking: {uri} "
+            "(FLASHSALE_MLFLOW_TRACKING_URI); S3: AWS_ENDPOINT_URL. Start it or point the "
+            "variable at it; FLASHSALE_CLI_TRACKING_RETRIES sets how often a command retries."
+        )
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {first_line} (run again with --debug for the traceback)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
     # Our stdout is JSON for scripts; MLflow would print run URLs into it.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    return int(args.func(args) or 0)
+    try:
+        if args.command != "demo":  # the demo's Airflow tasks keep their own budgets
+            _bound_tracking_retries()
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"flashsale {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"flashsale {args.command}: {describe_failure(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -42,14 +42,17 @@ def generate_data(
     """Simulate a flash-sale dataset into the lake; returns the raw snapshot URI."""
     import mlflow
 
+    from flashsale_ml.config import check_pseudonym_key
     from flashsale_ml.simulation import SimulationConfig, simulate
     from flashsale_ml.storage import open_store
     from flashsale_ml.tracking import log_params_flat, step_run
 
     settings = settings or get_settings()
+    check_pseudonym_key(settings, purpose="simulation", lake_uri=settings.lake_uri)
     config = SimulationConfig(
-        users=users or settings.sim_users,
-        days=days or settings.sim_days,
+        # An explicit 0 is a request for nothing and must fail validation, never mean "default".
+        users=settings.sim_users if users is None else users,
+        days=settings.sim_days if days is None else days,
         items=settings.sim_items,
         seed=settings.seed,
         pseudonym_key=settings.pseudonym_key,
@@ -124,7 +127,12 @@ def build_features(
 
     settings = settings or get_settings()
     with step_run(settings, "build_features", parent_run_id, {f"{TAG_PREFIX}raw_uri": raw_uri}):
-        uri = build_feature_snapshot(raw_uri, open_store(settings.lake_uri))
+        uri = build_feature_snapshot(
+            raw_uri,
+            open_store(settings.lake_uri),
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.compute_threads,
+        )
         with Snapshot(uri) as snapshot:
             mlflow.log_dict(snapshot.manifest.metadata, "features/manifest_metadata.json")
             mlflow.log_metrics(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,78 @@ def test_mlflow_logs_through_the_host_logging_at_their_level(
         logging.getLogger("mlflow.store.db.utils").info("creating initial tables")
     assert [(r.name, r.levelname) for r in caplog.records] == [("mlflow.store.db.utils", "INFO")]
     assert "creating initial tables" not in capfd.readouterr().err
+
+
+def test_an_explicit_zero_is_refused_not_read_as_the_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from flashsale_ml import steps
+
+    monkeypatch.setenv("FLASHSALE_HOME", str(tmp_path))
+    with pytest.raises(ValidationError, match="greater than or equal to 10"):
+        steps.generate_data(users=0, days=28)
+    assert main(["pipeline", "--users", "0", "--days", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("flashsale pipeline: invalid SimulationConfig: users:")
+    assert "(got 0)" in err[-1] and "days:" in err[-1]
+    assert not (tmp_path / "lake" / "datasets" / "raw").exists()
+
+
+def test_an_unreachable_tracking_server_fails_fast_in_one_line(tmp_path: Path) -> None:
+    """MLflow's default budget took 248 s to give up, ending in a 121-line traceback."""
+    import subprocess
+    import sys
+
+    from flashsale_ml.devstack import free_port
+
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "flashsale"), "pipeline", "--users", "300"],
+        env={
+            **os.environ,
+            "FLASHSALE_HOME": str(tmp_path),
+            "FLASHSALE_MLFLOW_TRACKING_URI": uri,
+            "FLASHSALE_CLI_TRACKING_RETRIES": "1",
+        },
+        capture_output=True,
+        text=True,
+        # MLflow's own budget needs about 250 s to give up: a bound, not a benchmark.
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("flashsale pipeline: a server did not answer")
+    assert uri in last and "FLASHSALE_MLFLOW_TRACKING_URI" in last
+    with_debug = subprocess.run(
+        [str(Path(sys.executable).parent / "flashsale"), "--debug", "registry", "status"],
+        env={**os.environ, "FLASHSALE_MLFLOW_TRACKING_URI": uri, "FLASHSALE_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert with_debug.returncode != 0 and "Traceback" in with_debug.stderr
+
+
+def test_as_of_says_the_format_and_lists_the_campaign_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from flashsale_ml.simulation import SimulationConfig, simulate
+
+    with pytest.raises(SystemExit):
+        main(["features", "--data", "file:///x", "--as-of", "2026-13-01"])
+    assert "'2026-13-01' is not an ISO 8601 UTC time such as" in capsys.readouterr().err
+    raw = simulate(SimulationConfig(users=300, days=14, seed=2), open_store(tmp_path.as_uri()))
+    code = main(["features", "--data", raw.raw_uri, "--as-of", "2026-01-06T19:00:00Z"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "--as-of must be one of the campaign starts: 2026-01-" in err
+    assert "Traceback" not in err
+
+
+def test_thread_count_is_the_steps_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert Settings().compute_threads == 8  # two training branches run at once
+    assert Settings(max_parallel_steps=4).compute_threads == 4
+    assert Settings(max_parallel_steps=32).compute_threads == 1
+    assert Settings(threads=3).compute_threads == 3

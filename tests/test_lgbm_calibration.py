@@ -264,6 +264,7 @@ def test_the_logged_model_and_run_carry_the_correction(shop: dict, split: TimeSp
         storage_root=shop["lake"].uri(),
         mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}",
         seed=3,
+        threads=1,  # the step's share of the cores reaches LightGBM
     )
     result = train_propensity_lgbm_step(shop["features_uri"], settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -272,6 +273,7 @@ def test_the_logged_model_and_run_carry_the_correction(shop: dict, split: TimeSp
     shift = metrics["calibration_intercept_shift"]
     assert shift < -0.1 and float(params["calibration_intercept_shift"]) == shift
     assert params["lgbm.recalibrate_intercept"] == "true"
+    assert params["lgbm.num_threads"] == "1"
     y = labels(split.valid)
     assert metrics["calibration_valid_positive_rate"] == pytest.approx(y.mean(), abs=1e-12)
     assert metrics["calibration_valid_mean_prediction_after"] == pytest.approx(y.mean(), abs=1e-6)

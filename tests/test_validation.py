@@ -388,3 +388,106 @@ def test_a_shorter_history_is_not_drift(tmp_path: Path) -> None:
     assert [d.feature for d in per_user] == ["events.per_user_day"]
     assert per_user[0].psi < 0.1, per_user[0]
     assert any(name == "events.per_user_day" for _, name, _, _ in KEY_FEATURES)
+
+
+# --- issue 22 item 8: a table the contract needs must have rows ---------------------------------
+
+
+def test_every_suite_requires_rows() -> None:
+    """A header-only CSV became a snapshot with 0 users, and validation said success."""
+    import json
+
+    from flashsale_ml.validation.gx_suites import available_suites, expectations_dir
+
+    for table in available_suites():
+        spec = json.loads((expectations_dir() / f"{table}.json").read_text())
+        counts = [
+            e["kwargs"]
+            for e in spec["expectations"]
+            if e["type"] == "expect_table_row_count_to_be_between"
+        ]
+        assert counts, f"{table}: no minimum row count"
+        assert all((kw.get("min_value") or 0) >= 1 for kw in counts), table
+
+
+@pytest.mark.parametrize(
+    "table", ["users", "items", "events", "orders", "campaigns", "assignments", "traffic"]
+)
+def test_an_empty_table_fails_validation_and_nothing_is_built(
+    base_frames: Frames, tmp_path: Path, table: str
+) -> None:
+    from flashsale_ml.contract import contract_for
+    from flashsale_ml.validation.gx_suites import validate_frame
+    from flashsale_ml.validation.sql_rules import validate_parquet
+
+    lake = open_store(tmp_path.as_uri())
+    with SnapshotWriter(lake, "raw") as writer:
+        for name, frame in base_frames.items():
+            schema = contract_for(name).schema
+            data = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+            writer.write_table(name, data.slice(0, 0) if name == table else data)
+    with pytest.raises(DataValidationError) as caught:
+        _pipeline_until_features(writer.uri, lake, GX)
+    counts = [
+        f for f in caught.value.failures if f.expectation == "expect_table_row_count_to_be_between"
+    ]
+    assert [(f.table, f.observed) for f in counts] == [(table, 0)], caught.value
+    assert (
+        f"table {table!r}, table: expect_table_row_count_to_be_between failed "
+        f"(the contract needs rows: an empty {table} table"
+    ) in str(caught.value)
+    assert list_snapshots(lake, "features") == []
+
+    # An empty table always runs through GX (0 <= any row limit); the DuckDB engine must give
+    # the same verdict on the same suite.
+    with Snapshot(writer.uri) as snap:
+        gx = validate_frame(table, snap.read_pandas(table))
+        duck = validate_parquet(table, snap.local_files(table))
+    assert gx.rows == duck.rows == 0
+    assert sorted((f.expectation, f.column, f.observed) for f in gx.failures) == sorted(
+        (f.expectation, f.column, f.observed) for f in duck.failures
+    )
+    assert [f.expectation for f in duck.failures] == ["expect_table_row_count_to_be_between"]
+
+
+def test_row_count_bounds_agree_between_engines(tmp_path: Path) -> None:
+    """GX semantics of expect_table_row_count_to_be_between (inclusive bounds unless strict, a
+    missing bound is no bound) in the DuckDB engine, on 0 to 3 rows."""
+    import json
+
+    from flashsale_ml.validation.gx_suites import validate_frame
+    from flashsale_ml.validation.sql_rules import validate_parquet
+
+    bounds = {
+        "min1": {"min_value": 1},
+        "min1-strict": {"min_value": 1, "strict_min": True},
+        "max2": {"max_value": 2},
+        "max2-strict": {"max_value": 2, "strict_max": True},
+        "1to2": {"min_value": 1, "max_value": 2},
+    }
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    spec = {
+        "name": "t",
+        "expectations": [
+            {"type": "expect_table_row_count_to_be_between", "kwargs": kw, "meta": {"rule": r}}
+            for r, kw in bounds.items()
+        ],
+    }
+    (suites / "t.json").write_text(json.dumps(spec))
+    expected = {
+        0: {"min1", "min1-strict", "1to2"},
+        1: {"min1-strict"},
+        2: {"max2-strict"},
+        3: {"max2", "max2-strict", "1to2"},
+    }
+    for rows, failing in expected.items():
+        frame = pd.DataFrame({"x": pd.Series(range(rows), dtype="int64")})
+        path = tmp_path / f"t{rows}.parquet"
+        frame.to_parquet(path)
+        for result in (
+            validate_frame("t", frame, directory=suites),
+            validate_parquet("t", [path], directory=suites),
+        ):
+            assert {f.rule for f in result.failures} == failing, (rows, result)
+            assert {f.observed for f in result.failures} <= {rows}

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
+from flashsale_ml.config import DEV_PSEUDONYM_KEY
 from flashsale_ml.contract import DEVICE_TYPES, PROMO_TYPES, REGIONS, pseudonymize
 
 CATEGORIES = (
@@ -55,7 +56,9 @@ class SimulationConfig(BaseModel):
     sale_item_share: float = Field(default=0.02, gt=0, le=1)
     holdout_share: float = Field(default=0.2, gt=0, lt=1)
     chunk_users: int = Field(default=50_000, ge=1_000)
-    pseudonym_key: str = Field(default="flashsale-dev-key", repr=False)
+    # The public development key is fine for simulated users in a local lake; the CLI and the
+    # steps pass the configured key (config.check_pseudonym_key refuses it for s3:// lakes).
+    pseudonym_key: str = Field(default=DEV_PSEUDONYM_KEY, min_length=1, repr=False)
 
     @model_validator(mode="after")
     def _utc_start(self) -> SimulationConfig:

@@ -80,6 +80,8 @@ def train_propensity_lgbm_step(
     from flashsale_ml.training import plots
 
     config = config or LgbmConfig()
+    if not config.num_threads:
+        config = config.model_copy(update={"num_threads": settings.compute_threads})
     durations: dict[str, float] = {}
     with _timed(durations, "read_features"), Snapshot(features_uri) as snapshot:
         # Only what the model and the split read (ids and the revenue label stay on disk),

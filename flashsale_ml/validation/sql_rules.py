@@ -81,6 +81,31 @@ def _bad_row_predicate(kind: str, kw: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _row_count_failures(table: str, spec: dict[str, Any], rows: int) -> list[ExpectationFailure]:
+    """``expect_table_row_count_to_be_between`` with GX's semantics: bounds are inclusive
+    unless ``strict_min``/``strict_max``; a missing bound is no bound."""
+    failures = []
+    for expectation in spec["expectations"]:
+        if expectation["type"] != "expect_table_row_count_to_be_between":
+            continue
+        kw = expectation["kwargs"]
+        low, high = kw.get("min_value"), kw.get("max_value")
+        too_few = low is not None and (rows <= low if kw.get("strict_min") else rows < low)
+        too_many = high is not None and (rows >= high if kw.get("strict_max") else rows > high)
+        if too_few or too_many:
+            failures.append(
+                ExpectationFailure(
+                    table,
+                    expectation["type"],
+                    None,
+                    rows,
+                    None,
+                    rule=(expectation.get("meta") or {}).get("rule"),
+                )
+            )
+    return failures
+
+
 def validate_parquet(
     table: str,
     files: Sequence[Path],
@@ -123,10 +148,12 @@ def validate_parquet(
                     )
                 )
                 # Column rules on missing columns would only add noise.
-                return TableValidation(
-                    table, _count(con, source), len(spec["expectations"]), failures
-                )
+                rows = _count(con, source)
+                failures += _row_count_failures(table, spec, rows)
+                return TableValidation(table, rows, len(spec["expectations"]), failures)
             continue
+        if kind == "expect_table_row_count_to_be_between":
+            continue  # evaluated once the row count is known
         if kind in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
             set_rules.append((index, expectation))
             continue
@@ -145,6 +172,7 @@ def validate_parquet(
         ]
     totals = con.execute(f"SELECT {', '.join(select)} FROM {source}").fetchall()[0]
     rows = int(totals[0])
+    failures += _row_count_failures(table, spec, rows)
     for i, (_, expectation, bad, counts) in enumerate(row_rules):
         unexpected, counted = int(totals[1 + 2 * i]), int(totals[2 + 2 * i])
         mostly = expectation["kwargs"].get("mostly", 1.0)

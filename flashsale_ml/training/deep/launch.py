@@ -254,7 +254,8 @@ def train_propensity_deep(
                 str(result_path),
             ],
         )
-        threads = max(1, (os.cpu_count() or 1) // launch.nproc_per_node)
+        # The step's share of the cores, split among its worker processes.
+        threads = max(1, settings.compute_threads // launch.nproc_per_node)
         env = {
             **os.environ,
             "OMP_NUM_THREADS": str(threads),
