@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -132,29 +134,57 @@ def test_feature_snapshot_is_deterministic_and_complete(small_world, tmp_path: P
         assert traffic.groupby("campaign_id").size().eq(120).all()  # 2-hour sales, per minute
 
 
+def _assert_same_column(duck: pd.Series, ref: pd.Series, where: str) -> None:
+    """Equal values and equal nulls; numbers to 1e-9 (money is rounded to cents, ratios to
+    9 digits), everything else exactly."""
+    assert duck.isna().equals(ref.isna()), f"{where}: nulls differ"
+    a, b = duck[duck.notna()], ref[ref.notna()]
+    if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+        a, b = a.astype(float).to_numpy(), b.astype(float).to_numpy()
+        bad = ~np.isclose(a, b, rtol=1e-9, atol=1e-9)
+        assert not bad.any(), f"{where}: {bad.sum()} rows differ, e.g. {a[bad][:3]} vs {b[bad][:3]}"
+    else:
+        assert a.tolist() == b.tolist(), f"{where}: values differ"
+
+
 def test_duckdb_agrees_with_the_pandas_reference(small_world) -> None:
-    from flashsale_ml.features.pandas_reference import REFERENCE_COLUMNS, user_activity_features
+    """Every column of the propensity table (features, categoricals, sale context, labels)
+    equals an independent pandas computation from the raw tables, at every campaign's cutoff
+    and at a cutoff without a campaign: a window ending at the label end instead of the cutoff
+    in any feature shows up here, and a column the SQL adds without a reference fails."""
+    from flashsale_ml.features.pandas_reference import PROPENSITY_COLUMNS, propensity_reference
 
     with Snapshot(small_world.raw_uri) as raw:
         con = connect({t: raw.local_files(t) for t in SOURCE})
-        cutoff = cutoffs_from_campaigns(con)[-1]
-        duck = propensity_features(con, cutoff).to_pandas().set_index("user_id")
-        ref = user_activity_features(
-            raw.local_files("events"), raw.read_pandas("items"), cutoff.as_of
-        )
-    common = duck.index.intersection(ref.index)
-    assert len(common) > 500
-    for column in REFERENCE_COLUMNS:
-        a = duck.loc[common, column].astype(float).fillna(-1).to_numpy()
-        b = ref.loc[common, column].astype(float).fillna(-1).to_numpy()
-        assert np.allclose(a, b, rtol=1e-9, atol=1e-9), column
+        frames = {t: raw.read_pandas(t) for t in SOURCE if t != "traffic"}
+        campaign_cutoffs = cutoffs_from_campaigns(con)
+        # no campaign: every account that exists at an arbitrary time (not on a minute), with
+        # accounts created in the 2-day window and the first sale in the past
+        as_of = campaign_cutoffs[0].as_of + timedelta(days=2, hours=3, seconds=7, microseconds=3)
+        cutoffs = [*campaign_cutoffs, Cutoff(None, as_of, as_of + timedelta(days=2))]
+        for cutoff in cutoffs:
+            duck = propensity_features(con, cutoff).to_pandas().set_index("user_id")
+            ref = propensity_reference(frames, cutoff.campaign_id, cutoff.as_of, cutoff.label_end)
+            where = f"{cutoff.campaign_id or 'no campaign'} at {cutoff.as_of:%Y-%m-%d %H:%M}"
+            uncovered = [c for c in duck.columns if c not in PROPENSITY_COLUMNS]
+            assert not uncovered, f"columns without a pandas reference: {uncovered}"
+            assert list(duck.columns) == list(PROPENSITY_COLUMNS)
+            assert len(duck) > 500 and duck.index.equals(ref.index), where
+            assert 0 < duck["label_purchase"].sum() < len(duck), where
+            for column in PROPENSITY_COLUMNS:
+                _assert_same_column(duck[column], ref[column], f"{where}: {column}")
 
 
 def test_online_retail_features_without_campaigns(tmp_path: Path) -> None:
     from flashsale_ml.loaders import ingest
 
     lake = open_store(tmp_path.as_uri())
-    raw = ingest("online-retail", shared_data("online_retail.parquet"), lake)
+    raw = ingest(
+        "online-retail",
+        shared_data("online_retail.parquet"),
+        lake,
+        pseudonym_key=secrets.token_urlsafe(32),  # real data refuses the public dev key
+    )
     as_of = datetime(2011, 11, 1, tzinfo=UTC)
     uri = build_features(raw, lake, as_of=as_of, label_window=timedelta(days=7))
     with Snapshot(uri) as snap:
@@ -164,7 +194,10 @@ def test_online_retail_features_without_campaigns(tmp_path: Path) -> None:
     assert len(users) > 3_000 and 0.05 < users["label_purchase"].mean() < 0.5
     assert users["purchases_all"].sum() > 0 and (users["views_7d"] == 0).all()
     assert items[DEMAND_LABEL].sum() > 10_000
-    with pytest.raises(ValueError, match="has no campaigns: pass as_of"):
+    with pytest.raises(
+        ValueError,
+        match="has no campaigns, so there is no sale to build features for",
+    ):
         build_features(raw, lake)
 
 
@@ -186,3 +219,41 @@ def test_days_to_next_holiday() -> None:
     assert days_to_next_holiday(datetime(2026, 12, 24, 12, tzinfo=UTC)) == pytest.approx(0.5)
     assert days_to_next_holiday(datetime(2026, 11, 27, tzinfo=UTC)) == 0.0  # Black Friday 2026
     assert days_to_next_holiday(datetime(2026, 12, 26, tzinfo=UTC)) == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize(
+    ("year", "black_friday"),
+    [(2019, 29), (2023, 24), (2024, 29), (2025, 28), (2026, 27), (2030, 29)],
+)
+def test_black_friday_is_the_day_after_the_fourth_thursday(year: int, black_friday: int) -> None:
+    from datetime import date
+
+    from flashsale_ml.features.calendar import shopping_holidays
+
+    assert date(year, 11, black_friday) in shopping_holidays(year)
+
+
+def test_features_do_not_depend_on_the_machines_time_zone(small_world, tmp_path) -> None:
+    """DuckDB would read hours and weekdays in the machine's zone (sale_hour 14 for 19:00 UTC
+    under TZ=America/New_York)."""
+    import os
+    import time
+
+    from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.features import build_features
+    from flashsale_ml.storage import open_store
+
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        uri = build_features(small_world.raw_uri, open_store(tmp_path.as_uri()))
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+    with Snapshot(uri) as snapshot:
+        frame = snapshot.read_pandas("propensity")
+    assert set(frame["sale_hour"]) == {19}

@@ -171,6 +171,18 @@ def test_hand_computed_example(tmp_path: Path) -> None:
     # user 1: three events at 18:xx and two at 19:00 UTC; user 2: one at 18:59:59
     assert (u1["preferred_hour"], u2["preferred_hour"], u3["preferred_hour"]) == (18, 18, None)
     assert [u[LABEL] for u in (u1, u2, u3)] == [0, 0, 0]
+    # history: the first event before the cutoff, 5 days 10 minutes earlier (rates divide by it)
+    history = 5 + 10 / 1440
+    assert [u["history_days"] for u in (u1, u2, u3)] == pytest.approx([history] * 3)
+    assert (u1["events_per_day"], u1["purchases_per_day"], u1["sessions_per_day"]) == (
+        pytest.approx((5 / history, 1 / history, 3 / history))
+    )
+    assert (u3["events_per_day"], u3["purchases_per_day"], u3["sessions_per_day"]) == (0, 0, 0)
+    assert (u1["accounts_per_ip"], u2["accounts_per_ip"], u3["accounts_per_ip"]) == (2, 2, 1)
+    assert (u1["past_sale_control_purchases"], u2["past_sale_purchases"]) == (0, 0)
+    # fs-now carries one toy and one book: any mix of the two is neutral; no events: 0
+    assert [u["sale_category_affinity"] for u in (u1, u2, u3)] == pytest.approx([1, 1, 0])
+    assert (u1["days_to_payday"], u1["account_age_days"]) == (24, pytest.approx(100.0))
 
 
 @pytest.mark.parametrize("hours", [(23, 23, 0), (3, 7, 7, 3), (22, 21, 20, 19, 4)])
@@ -215,6 +227,71 @@ def test_events_after_cutoff_change_no_feature(tmp_path: Path) -> None:
     after = _features(tmp_path / "b", [*BASE_EVENTS, *future])
     assert _without_labels(after) == _without_labels(before)
     assert [after[u][LABEL] for u in (1, 2, 3)] == [1, 1, 1]
+
+
+def _append(files: dict[str, list[Path]], table: str, columns: dict) -> None:
+    path = files[table][0]
+    extra = pa.table(columns)
+    base = pq.read_table(path)
+    pq.write_table(pa.concat_tables([base, conform(table, extra.select(base.column_names))]), path)
+
+
+def test_orders_accounts_and_sales_after_cutoff_change_no_feature(tmp_path: Path) -> None:
+    """Not only events: the current sale's orders (one at its first microsecond, a million
+    units), a late line of the past sale, a later sale with everybody assigned, and an account
+    created at the cutoff on the device and IP users 1 and 2 share. No feature of users 1-3
+    moves (past sales, sharing, affinity), and the new account is not in the population."""
+    ts = pa.timestamp("us", tz="UTC")
+    before = _features(tmp_path / "a", BASE_EVENTS)
+    tmp = tmp_path / "b"
+    tmp.mkdir()
+    files = _tiny_world(tmp, _events([
+        *BASE_EVENTS,
+        (7, 4, 10, 300, "view", AS_OF, 20.0, 7),  # the new account, on device / IP 7
+        (8, 4, 11, 300, "purchase", AS_OF + timedelta(minutes=3), 1.0, 7),
+        (9, 1, 10, 301, "purchase", AS_OF, 12.0, 7),
+        (10, 3, 11, 302, "purchase", AS_OF + timedelta(hours=1), 6.0, 8),
+    ]))  # fmt: skip
+    _append(files, "users", {
+        "user_id": pa.array([4], pa.int64()), "signup_ts": pa.array([AS_OF], ts),
+        "region": ["north"], "device_type": ["app"],
+    })  # fmt: skip
+    later = AS_OF + timedelta(days=7)
+    _append(files, "orders", {
+        "order_id": pa.array([10, 11, 12, 13, 14], pa.int64()),
+        "user_id": pa.array([1, 2, 3, 1, 4], pa.int64()),
+        "item_id": pa.array([10, 11, 11, 10, 11], pa.int64()),
+        "qty": pa.array([1_000_000, 5, 1, 2, 3], pa.int64()),
+        "unit_price": [12.0, 6.0, 6.0, 15.0, 1.0],
+        "discount": [8.0, 4.0, 4.0, 5.0, 0.0],
+        "ts": pa.array([AS_OF, AS_OF + timedelta(minutes=30), AS_OF + timedelta(hours=1),
+                        AS_OF + timedelta(hours=1), later], ts),
+        "campaign_id": ["fs-now", "fs-now", "fs-now", "fs-old", "fs-next"],
+        "status": ["completed", "completed", "cancelled", "returned", "completed"],
+    })  # fmt: skip
+    _append(files, "campaigns", {
+        "campaign_id": ["fs-next"], "start_ts": pa.array([later], ts),
+        "end_ts": pa.array([later + timedelta(hours=2)], ts), "item_ids": [[10, 11]],
+        "promo_types": [["pct_discount"]], "discount_depth": [0.9], "budget": [1.0],
+        "holdout_share": [0.5],
+    })  # fmt: skip
+    _append(files, "assignments", {
+        "campaign_id": ["fs-next"] * 4, "user_id": pa.array([1, 2, 3, 4], pa.int64()),
+        "arm": ["control", "pct_discount", "control", "pct_discount"],
+        "assigned_ts": pa.array([later - timedelta(hours=1)] * 4, ts),
+    })  # fmt: skip
+    table = propensity_features(connect(files), Cutoff("fs-now", AS_OF, END))
+    after = {row["user_id"]: row for row in table.to_pylist()}
+    assert sorted(after) == [1, 2, 3]
+    labels = (LABEL, "label_revenue")
+    for user in (1, 2, 3):
+        assert {c: v for c, v in after[user].items() if c not in labels} == {
+            c: v for c, v in before[user].items() if c not in labels
+        }, user
+    assert [after[u][LABEL] for u in (1, 2, 3)] == [1, 0, 1]
+    # the window's non-cancelled lines: the million units and the returned fs-old line; 5 x 6
+    revenue = [12e6 + 2 * 15.0, 5 * 6.0, 0.0]
+    assert [after[u]["label_revenue"] for u in (1, 2, 3)] == pytest.approx(revenue)
 
 
 def test_simulated_world_features_ignore_future_events(small_world, tmp_path: Path) -> None:

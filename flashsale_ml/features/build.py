@@ -50,6 +50,9 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per table over its Parquet files."""
     con = duckdb.connect()
+    # Hours, weekdays and dates of a timestamp must not depend on the machine's time zone
+    # (with TZ=America/New_York a 19:00 UTC sale had sale_hour 14).
+    con.execute("SET TimeZone='UTC'")
     con.execute(f"SET memory_limit='{memory_limit}'")
     con.execute("SET preserve_insertion_order=false")
     con.execute("SET enable_progress_bar=false")  # task logs get our per-step lines instead

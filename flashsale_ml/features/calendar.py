@@ -6,9 +6,13 @@ from datetime import date, datetime, timedelta
 
 
 def _black_friday(year: int) -> date:
+    """The day after the fourth Thursday of November (US Thanksgiving).
+
+    "First Friday + 3 weeks" is a week early whenever 1 November is a Friday (2019, 2024).
+    """
     november_first = date(year, 11, 1)
-    first_friday = november_first + timedelta(days=(4 - november_first.weekday()) % 7)
-    return first_friday + timedelta(weeks=3)
+    first_thursday = november_first + timedelta(days=(3 - november_first.weekday()) % 7)
+    return first_thursday + timedelta(weeks=3, days=1)
 
 
 def shopping_holidays(year: int) -> list[date]:

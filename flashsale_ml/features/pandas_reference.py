@@ -1,15 +1,24 @@
-"""An idiomatic pandas implementation of the user activity features, for cross-checks only.
+"""An idiomatic pandas implementation of the propensity features, for cross-checks only.
 
 The pipeline computes features in DuckDB (:mod:`flashsale_ml.features.build`). This module
-computes the same user activity columns the way a pandas user would, so that a test can prove
-both agree and ``benchmarks/bench_features.py`` can measure the speed-up on the same data.
-It loads the events before the cutoff into memory: do not use it on large data.
+computes the same columns the way a pandas user would, from the raw tables and the definitions
+in ``docs/features.md`` (nothing here reads the feature SQL), so that a test can prove both
+agree and ``benchmarks/bench_features.py`` can measure the speed-up on the same data:
+
+* :func:`user_activity_features`: the 18 user activity columns (``REFERENCE_COLUMNS``), the
+  benchmark's equal-work comparison.
+* :func:`propensity_reference`: every column of the ``propensity`` table
+  (``PROPENSITY_COLUMNS``: features, categoricals, sale context and labels), so that a
+  point-in-time bug in any of them (e.g. a window that ends at the label end instead of the
+  cutoff) shows up as a difference.
+
+It loads whole tables into memory: do not use it on large data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -45,6 +54,11 @@ def user_activity_features(
         ],
         ignore_index=True,
     )
+    return _activity(events, items, as_of)[list(REFERENCE_COLUMNS)]
+
+
+def _activity(events: pd.DataFrame, items: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
+    """The activity columns of every user with an event before ``as_of``."""
     as_of_ts = pd.Timestamp(as_of)
     device_accounts = events[events["ts"] < as_of_ts].groupby("device_id")["user_id"].nunique()
     hist = events[events["ts"] < as_of_ts].merge(
@@ -107,4 +121,187 @@ def user_activity_features(
     user_devices = hist[["user_id", "device_id"]].drop_duplicates()
     user_devices["n"] = user_devices["device_id"].map(device_accounts)
     out["accounts_per_device"] = user_devices.groupby("user_id")["n"].max()
-    return out[list(REFERENCE_COLUMNS)]
+    return out
+
+
+# Every column of the propensity table, in the pipeline's output order (checked by a test: a
+# column the SQL adds and this list lacks fails it).
+PROPENSITY_COLUMNS = (
+    "campaign_id", "as_of",
+    *REFERENCE_COLUMNS[:16],  # the activity counts, ratios and recencies
+    "account_age_days", "accounts_per_device", "accounts_per_ip",
+    "past_sale_purchases", "past_sale_treated_purchases", "past_sale_control_purchases",
+    "preferred_hour", "sale_category_affinity",
+    "history_days", "events_per_day", "purchases_per_day", "sessions_per_day",
+    "region", "device_type", "arm",
+    "sale_hour", "sale_weekday", "days_to_payday", "days_to_holiday", "discount_depth",
+    "label_purchase", "label_revenue",
+)  # fmt: skip
+PAYDAY = 25
+HISTORY_CAP_DAYS = 30.0
+DAY = pd.Timedelta(days=1)
+
+
+def propensity_reference(
+    tables: Mapping[str, pd.DataFrame],
+    campaign_id: str | None,
+    as_of: datetime,
+    label_end: datetime,
+) -> pd.DataFrame:
+    """Every propensity column as of ``as_of``, indexed by user_id, in plain pandas.
+
+    Args:
+        tables: ``users, items, events, orders, campaigns, assignments`` as DataFrames.
+        campaign_id: the sale (population = its assignments), or None for a shop without one
+            (population = every account that exists at ``as_of``).
+        as_of: the cutoff; every feature reads only rows with a time strictly before it.
+        label_end: the end of the label window ``[as_of, label_end)``.
+    """
+    users, items, events = tables["users"], tables["items"], tables["events"]
+    orders, campaigns, assignments = tables["orders"], tables["campaigns"], tables["assignments"]
+    as_of_ts, end_ts = pd.Timestamp(as_of), pd.Timestamp(label_end)
+    hist = events[events["ts"] < as_of_ts]
+
+    # Population: the campaign's randomized assignments, or the accounts that exist.
+    if campaign_id is None:
+        pop = users.loc[users["signup_ts"] < as_of_ts, ["user_id"]].assign(arm=None)
+    else:
+        pop = assignments.loc[assignments["campaign_id"] == campaign_id, ["user_id", "arm"]]
+    out = pop.merge(users[["user_id", "signup_ts", "region", "device_type"]], on="user_id")
+    out = out.set_index("user_id").sort_index()
+    out.insert(0, "campaign_id", campaign_id)
+    out.insert(1, "as_of", as_of_ts)
+
+    activity = _activity(events, items, as_of).reindex(out.index)
+    for column in REFERENCE_COLUMNS[:16]:
+        out[column] = activity[column]
+    counts = [c for c in REFERENCE_COLUMNS[:12] if c != "revenue_all"]
+    out[counts] = out[counts].fillna(0).astype("int64")
+    out["revenue_all"] = out["revenue_all"].fillna(0.0)
+    out["preferred_hour"] = activity["preferred_hour"]
+
+    out["account_age_days"] = (as_of_ts - out["signup_ts"]) / DAY
+    out["accounts_per_device"] = _most_shared(hist, "device_id").reindex(out.index).fillna(1)
+    out["accounts_per_ip"] = _most_shared(hist, "ip_hash").reindex(out.index).fillna(1)
+
+    past = _past_sale_purchases(orders, assignments, as_of_ts).reindex(out.index).fillna(0)
+    for column in past.columns:
+        out[column] = past[column].astype("int64")
+
+    out["sale_category_affinity"] = (
+        _sale_category_affinity(hist, items, campaigns, campaign_id).reindex(out.index).fillna(0.0)
+    )
+
+    # How much history exists at all (any user), capped at the 30-day window; rates divide
+    # by it, at least one day.
+    if hist.empty:
+        history_days = float("nan")
+    else:
+        history_days = min(HISTORY_CAP_DAYS, (as_of_ts - hist["ts"].min()) / DAY)
+    out["history_days"] = history_days
+    per_day = max(history_days, 1.0) if history_days == history_days else 1.0
+    out["events_per_day"] = out["events_30d"] / per_day
+    out["purchases_per_day"] = out["purchases_30d"] / per_day
+    out["sessions_per_day"] = out["sessions_30d"] / per_day
+
+    as_of_utc = as_of_ts.tz_convert(UTC)
+    out["sale_hour"] = as_of_utc.hour
+    out["sale_weekday"] = as_of_utc.isoweekday()
+    out["days_to_payday"] = _days_to_payday(as_of_utc.date())
+    out["days_to_holiday"] = _days_to_holiday(as_of_utc.to_pydatetime())
+    sale = campaigns[campaigns["campaign_id"] == campaign_id]
+    out["discount_depth"] = sale["discount_depth"].iloc[0] if len(sale) else None
+
+    in_window = events[(events["ts"] >= as_of_ts) & (events["ts"] < end_ts)]
+    buyers = set(in_window.loc[in_window["event_type"] == "purchase", "user_id"])
+    out["label_purchase"] = out.index.isin(buyers).astype("int32")
+    window_orders = orders[
+        (orders["ts"] >= as_of_ts) & (orders["ts"] < end_ts) & (orders["status"] != "cancelled")
+    ]
+    # each line's amount in cents, as the pipeline stores money
+    line = (window_orders["unit_price"] * window_orders["qty"]).round(2)
+    revenue = line.groupby(window_orders["user_id"]).sum().round(2)
+    out["label_revenue"] = revenue.reindex(out.index).fillna(0.0)
+    return out[list(PROPENSITY_COLUMNS)]
+
+
+def _most_shared(hist: pd.DataFrame, key: str) -> pd.Series:
+    """Per user: the most accounts seen (before the cutoff) on any of the user's ``key``s."""
+    accounts = hist.groupby(key)["user_id"].nunique()
+    pairs = hist[["user_id", key]].drop_duplicates()
+    return pairs.assign(n=pairs[key].map(accounts)).groupby("user_id")["n"].max()
+
+
+def _past_sale_purchases(
+    orders: pd.DataFrame, assignments: pd.DataFrame, as_of_ts: pd.Timestamp
+) -> pd.DataFrame:
+    """Flash-sale order lines before the cutoff, in all and by the arm the user was in."""
+    past = orders[(orders["ts"] < as_of_ts) & orders["campaign_id"].notna()]
+    past = past.merge(
+        assignments[["campaign_id", "user_id", "arm"]], on=["campaign_id", "user_id"], how="left"
+    )
+    treated = past["arm"].notna() & (past["arm"] != "control")
+    return pd.DataFrame(
+        {
+            "past_sale_purchases": past.groupby("user_id").size(),
+            "past_sale_treated_purchases": treated.groupby(past["user_id"]).sum(),
+            "past_sale_control_purchases": (past["arm"] == "control")
+            .groupby(past["user_id"])
+            .sum(),
+        }
+    )
+
+
+def _sale_category_affinity(
+    hist: pd.DataFrame, items: pd.DataFrame, campaigns: pd.DataFrame, campaign_id: str | None
+) -> pd.Series:
+    """The user's events (all history before the cutoff) weighted by the sale's category mix,
+    times the number of sale categories: 1 is neutral. Empty without a sale."""
+    sale = campaigns[campaigns["campaign_id"] == campaign_id]
+    if campaign_id is None or sale.empty:
+        return pd.Series(dtype=float)
+    sale_items = pd.DataFrame({"item_id": sale["item_ids"].iloc[0]})
+    mix = sale_items.merge(items[["item_id", "category"]], on="item_id")["category"].value_counts()
+    if mix.empty:
+        return pd.Series(dtype=float)
+    per_category = (
+        hist.merge(items[["item_id", "category"]], on="item_id")
+        .groupby(["user_id", "category"])
+        .size()
+        .rename("events")
+        .reset_index()
+    )
+    per_category["weight"] = per_category["category"].map(mix).fillna(0)
+    weighted = (
+        (per_category["events"] * per_category["weight"]).groupby(per_category["user_id"]).sum()
+    )
+    total = per_category.groupby("user_id")["events"].sum()
+    return (weighted / total / mix.sum() * len(mix)).round(9)
+
+
+def _days_to_payday(day: date) -> int:
+    """Days from ``day`` to the next 25th (0 on the 25th), with every month counted as 31 days:
+    ``(25 - day + 31) mod 31``, exact up to the 25th."""
+    return (PAYDAY - day.day) % 31
+
+
+def _holidays(year: int) -> list[date]:
+    """New Year, Valentine's, Singles' Day, Black Friday (the day after the fourth Thursday of
+    November: Thanksgiving), Cyber Monday, Christmas."""
+    thursdays = [date(year, 11, d) for d in range(1, 31) if date(year, 11, d).weekday() == 3]
+    black_friday = thursdays[3] + timedelta(days=1)
+    return [
+        date(year, 1, 1),
+        date(year, 2, 14),
+        date(year, 11, 11),
+        black_friday,
+        black_friday + timedelta(days=3),
+        date(year, 12, 25),
+    ]
+
+
+def _days_to_holiday(ts: datetime) -> float:
+    """Days from ``ts`` to the start (00:00 UTC) of the next holiday; 0 on the day itself."""
+    upcoming = min(h for h in _holidays(ts.year) + _holidays(ts.year + 1) if h >= ts.date())
+    start = datetime(upcoming.year, upcoming.month, upcoming.day, tzinfo=UTC)
+    return max(0.0, (start - ts).total_seconds() / 86_400)
