@@ -191,6 +191,36 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Remove what crashed writers left in the lake (never a committed snapshot)."""
+    from datetime import timedelta
+
+    from flashsale_ml.config import get_settings
+    from flashsale_ml.datasets import collect_garbage
+    from flashsale_ml.storage import open_store
+
+    settings = get_settings()
+    hours = (
+        args.older_than_hours
+        if args.older_than_hours is not None
+        else settings.staging_max_age_hours
+    )
+    report = collect_garbage(
+        open_store(args.lake or settings.lake_uri),
+        timedelta(hours=hours),
+        dry_run=args.dry_run,
+    )
+    _print(report.summary())
+    return 0
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return number
+
+
 def cmd_pipeline(args: argparse.Namespace) -> int:
     """All steps in-process, without Airflow (same functions the DAG calls)."""
     from flashsale_ml import steps
@@ -441,6 +471,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=None)
     p.set_defaults(func=cmd_pipeline)
 
+    p = sub.add_parser(
+        "gc", help="remove what crashed writers left in the lake (never a committed snapshot)"
+    )
+    p.add_argument("--lake", help="lake URI (default: FLASHSALE_STORAGE_ROOT)")
+    p.add_argument(
+        "--older-than-hours",
+        type=_positive_float,
+        default=None,
+        help="only leftovers unchanged this long (default: FLASHSALE_STAGING_MAX_AGE_HOURS)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
+    p.set_defaults(func=cmd_gc)
+
     p = sub.add_parser("demo", help="run the training DAG via Airflow + a real MLflow server")
     p.add_argument("--users", type=int, default=5_000)
     p.add_argument(
@@ -522,9 +565,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command != "demo":  # the demo's Airflow tasks keep their own budgets
             _bound_tracking_retries()
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"flashsale {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # SIGTERM (Airflow, Kubernetes) arrives as TerminatedBySignal after the writers cleaned up.
+        signum = getattr(exc, "signum", None)
+        print(
+            f"flashsale {args.command}: {'terminated' if signum else 'interrupted'}",
+            file=sys.stderr,
+        )
+        return 128 + signum if signum else 130
     except Exception as exc:
         if args.debug:
             raise

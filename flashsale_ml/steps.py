@@ -85,15 +85,21 @@ def validate_data(
     """
     import mlflow
 
+    from flashsale_ml.storage import temporary_scratch
     from flashsale_ml.tracking import step_run
     from flashsale_ml.validation import DataValidationError, validate_snapshot
 
     settings = settings or get_settings()
-    with step_run(
-        settings, "validate_data", parent_run_id, {f"{TAG_PREFIX}raw_uri": raw_uri}
-    ) as run:
+    with (
+        step_run(
+            settings, "validate_data", parent_run_id, {f"{TAG_PREFIX}raw_uri": raw_uri}
+        ) as run,
+        # The report's local copy lives until it is logged, then goes (27 validations used to
+        # leave 48 folders behind).
+        temporary_scratch("flashsale-validation-") as local_dir,
+    ):
         try:
-            report = validate_snapshot(raw_uri, settings=settings)
+            report = validate_snapshot(raw_uri, settings=settings, local_dir=local_dir)
         except DataValidationError as exc:
             mlflow.set_tag(f"{TAG_PREFIX}validation", "failed")
             mlflow.set_tag(f"{TAG_PREFIX}validation_report_uri", str(exc.report_uri))

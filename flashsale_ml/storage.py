@@ -8,11 +8,15 @@ moto's server, or real S3 when unset) and credentials from boto3's default chain
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
@@ -31,6 +35,24 @@ class ObjectNotFoundError(StorageError, FileNotFoundError):
 
 class StorageUnreachableError(StorageError, ConnectionError):
     """The storage endpoint could not be reached or refused the credentials."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: its key (relative to the store's root), size and last change (UTC)."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """An unfinished multipart upload: its key, id and start time (UTC)."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
 
 
 class ObjectStore(ABC):
@@ -60,8 +82,24 @@ class ObjectStore(ABC):
         """Keys (relative to the root) of all objects below ``prefix``, sorted."""
 
     @abstractmethod
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        """Like :meth:`list`, with each object's size and last modification time."""
+
+    @abstractmethod
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object below ``prefix``; returns how many were deleted."""
+
+    def list_uploads(self, prefix: str = "") -> list[UploadInfo]:
+        """Unfinished multipart uploads below ``prefix`` (none on stores without them).
+
+        They are invisible to readers but keep their parts (and their cost) until aborted;
+        a writer killed during a large upload leaves one behind.
+        """
+        return []
+
+    def abort_upload(self, upload: UploadInfo) -> None:
+        """Abort one unfinished multipart upload."""
+        raise StorageError(f"{self.uri(upload.key)}: this store has no multipart uploads")
 
     @abstractmethod
     def upload_file(self, local_path: Path, key: str) -> None: ...
@@ -116,6 +154,16 @@ class LocalStore(ObjectStore):
         if not base.exists():
             return []
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        infos = []
+        for key in self.list(prefix):
+            try:
+                stat = self._path(key).stat()
+            except FileNotFoundError:  # removed since it was listed
+                continue
+            infos.append(ObjectInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC)))
+        return infos
 
     def delete_prefix(self, prefix: str) -> int:
         path = self._path(prefix)
@@ -232,7 +280,7 @@ class S3Store(ObjectStore):
             return False
         return True
 
-    def _iter_keys(self, prefix: str) -> Iterator[str]:
+    def _iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         full = self._key(prefix)
         paginator = self.client.get_paginator("list_objects_v2")
         pages = self._call(
@@ -241,10 +289,13 @@ class S3Store(ObjectStore):
         strip = len(self.prefix) + 1 if self.prefix else 0
         for page in pages:
             for obj in page.get("Contents", []):
-                yield obj["Key"][strip:]
+                yield ObjectInfo(obj["Key"][strip:], int(obj["Size"]), obj["LastModified"])
 
     def list(self, prefix: str = "") -> list[str]:
-        return sorted(self._iter_keys(prefix))
+        return sorted(info.key for info in self._iter_objects(prefix))
+
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        return sorted(self._iter_objects(prefix), key=lambda info: info.key)
 
     def delete_prefix(self, prefix: str) -> int:
         keys = self.list(prefix)
@@ -258,6 +309,31 @@ class S3Store(ObjectStore):
                 Delete={"Objects": batch, "Quiet": True},
             )
         return len(keys)
+
+    def list_uploads(self, prefix: str = "") -> list[UploadInfo]:
+        full = self._key(prefix)
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        pages = self._call(
+            "list uploads",
+            prefix,
+            lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=full)),
+        )
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        return [
+            UploadInfo(upload["Key"][strip:], upload["UploadId"], upload["Initiated"])
+            for page in pages
+            for upload in page.get("Uploads", [])
+        ]
+
+    def abort_upload(self, upload: UploadInfo) -> None:
+        self._call(
+            "abort upload",
+            upload.key,
+            self.client.abort_multipart_upload,
+            Bucket=self.bucket,
+            Key=self._key(upload.key),
+            UploadId=upload.upload_id,
+        )
 
     def upload_file(self, local_path: Path, key: str) -> None:
         # upload_file switches to multipart for large files; S3 only exposes the object
@@ -314,6 +390,82 @@ def split_uri(uri: str) -> tuple[ObjectStore, str]:
     return open_store(parent), name
 
 
-def scratch_dir(prefix: str = "flashsale-") -> Path:
-    """A private temporary folder for staging downloads and uploads."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
+SCRATCH_PREFIX = "flashsale-"
+# <prefix><owner pid>-<mkdtemp suffix>, e.g. flashsale-validation-4711-k3j2h1g0; folders made
+# before the pid was part of the name have none.
+_SCRATCH_NAME = re.compile(r"^flashsale-(?:[a-z]+-)*?(?:(?P<pid>\d+)-)?[a-z0-9_]{8}$")
+
+
+def scratch_dir(prefix: str = SCRATCH_PREFIX) -> Path:
+    """A private temporary folder for staging downloads and uploads.
+
+    The owner's process id is part of the name, so :func:`collect_stale_scratch` can tell the
+    leftovers of a killed process from the folders of one that is still running. Whoever
+    creates one removes it (in a ``finally``); a process killed with SIGKILL cannot.
+    """
+    if not prefix.startswith(SCRATCH_PREFIX):
+        prefix = SCRATCH_PREFIX + prefix
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+
+
+@contextmanager
+def temporary_scratch(prefix: str = SCRATCH_PREFIX) -> Iterator[Path]:
+    """A :func:`scratch_dir` that is removed when the block ends, however it ends."""
+    path = scratch_dir(prefix)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _newest_mtime(path: Path) -> float:
+    newest = path.lstat().st_mtime
+    for child in path.rglob("*"):
+        try:
+            newest = max(newest, child.lstat().st_mtime)
+        except FileNotFoundError:
+            continue
+    return newest
+
+
+def collect_stale_scratch(
+    older_than_s: float, now: float | None = None, dry_run: bool = False
+) -> list[Path]:
+    """Remove scratch folders (:func:`scratch_dir`) left behind by processes that died.
+
+    A folder goes only when nothing in it changed for ``older_than_s`` seconds and the process
+    named in it no longer runs on this machine. Returns the folders removed (or, with
+    ``dry_run``, those that would be).
+    """
+    import time
+
+    now = time.time() if now is None else now
+    root = Path(tempfile.gettempdir())
+    removed = []
+    for path in sorted(root.glob(f"{SCRATCH_PREFIX}*")):
+        match = _SCRATCH_NAME.match(path.name)
+        if not match or not path.is_dir() or path.is_symlink():
+            continue
+        if match["pid"] and _process_alive(int(match["pid"])):
+            continue
+        try:
+            if now - _newest_mtime(path) < older_than_s:
+                continue
+        except FileNotFoundError:
+            continue
+        if not dry_run:
+            shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed

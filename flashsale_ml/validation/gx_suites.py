@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,18 +104,45 @@ def _jsonable(value: Any) -> Any:
 
 
 class GxSession:
-    """One ephemeral GX context for a validation run: many tables, one Data Docs site."""
+    """One ephemeral GX context for a validation run: many tables, one Data Docs site.
+
+    The Data Docs site lives in a scratch folder of this session (GX's ephemeral context would
+    put it in a ``tmp*`` folder that nobody removes); :meth:`close`, or leaving the ``with``
+    block, removes it. Copy what :meth:`build_docs` returns before that.
+    """
 
     def __init__(self, directory: Path | None = None) -> None:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        from flashsale_ml.storage import scratch_dir
 
         self._gx = gx
         self.directory = directory
         self.context = gx.get_context(mode="ephemeral")
         # tqdm bars per expectation flood Airflow task logs; we log one line per table.
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        self.source = self.context.data_sources.add_pandas("flashsale")
+        self.docs_root: Path | None = scratch_dir("flashsale-gx-docs-")
+        try:
+            site = self.context.variables.data_docs_sites["local_site"]
+            site["store_backend"]["base_directory"] = str(self.docs_root)
+            self.context.update_data_docs_site("local_site", site)
+            self.source = self.context.data_sources.add_pandas("flashsale")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Remove the session's Data Docs folder."""
+        if self.docs_root is not None:
+            shutil.rmtree(self.docs_root, ignore_errors=True)
+            self.docs_root = None
+
+    def __enter__(self) -> GxSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def validate(self, table: str, frame: pd.DataFrame) -> TableValidation:
         """Validate one in-memory table against ``expectations/<table>.json``.
@@ -175,4 +203,5 @@ def validate_frame(
     table: str, frame: pd.DataFrame, directory: Path | None = None
 ) -> TableValidation:
     """Validate one in-memory table with GX (a one-table :class:`GxSession`)."""
-    return GxSession(directory).validate(table, frame)
+    with GxSession(directory) as session:
+        return session.validate(table, frame)

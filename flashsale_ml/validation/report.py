@@ -12,6 +12,7 @@ import html
 import json
 import logging
 import shutil
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -105,11 +106,13 @@ def _schema_failures(snapshot: Snapshot, table: str) -> list[ExpectationFailure]
     ]
 
 
-def _connect(snapshot: Snapshot, tables: list[str], memory_limit: str):
+def _connect(snapshot: Snapshot, tables: list[str], memory_limit: str, threads: int):
     import duckdb
 
     con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")  # hour(ts) in drift and checks: not the machine's zone
     con.execute(f"SET memory_limit='{memory_limit}'")
+    con.execute(f"SET threads={int(threads)}")
     con.execute("SET preserve_insertion_order=false")
     for table in tables:
         paths = ", ".join(f"'{p}'" for p in snapshot.local_files(table))
@@ -155,8 +158,11 @@ def validate_snapshot(
     settings: Settings | None = None,
     data_as_of: datetime | None = None,
     now: datetime | None = None,
+    local_dir: Path | None = None,
 ) -> ValidationReport:
     """Validate a snapshot against the suites in ``expectations/`` and the integrity checks.
+
+    Every part file is first checked against the manifest's SHA-256.
 
     Args:
         snapshot_uri: a committed snapshot.
@@ -166,13 +172,54 @@ def validate_snapshot(
         data_as_of: extraction time for the freshness check (default: the manifest's
             ``data_as_of``; without either, freshness is not checked).
         now: reference for "timestamp in the future" (default: wall clock).
+        local_dir: an empty folder, owned by the caller, that keeps a copy of the report
+            files (``report.json``, ``index.html``, ``data_docs/``) after the call, e.g. to
+            log them to MLflow; it becomes the report's (or the error's) ``local_dir``.
+            Without it the files are staged in a temporary folder that is removed before
+            returning, and ``local_dir`` is None.
 
     Returns:
         The report; its files are already written next to the data.
 
     Raises:
         DataValidationError: any expectation or check failed (when ``raise_on_failure``).
+        CorruptFileError: a part file does not match its manifest checksum.
     """
+    keep_dir = local_dir is not None
+    if local_dir is not None:
+        local_dir.mkdir(parents=True, exist_ok=True)
+        if any(local_dir.iterdir()):
+            raise ValueError(f"local_dir {local_dir} must be empty: all of it is uploaded")
+    out_dir = local_dir if local_dir is not None else scratch_dir("flashsale-validation-")
+    try:
+        with ExitStack() as resources:
+            return _validate_into(
+                out_dir,
+                keep_dir,
+                resources,
+                snapshot_uri,
+                tables,
+                raise_on_failure,
+                settings,
+                data_as_of,
+                now,
+            )
+    finally:
+        if not keep_dir:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _validate_into(
+    out_dir: Path,
+    keep_dir: bool,
+    resources: ExitStack,
+    snapshot_uri: str,
+    tables: list[str] | None,
+    raise_on_failure: bool,
+    settings: Settings | None,
+    data_as_of: datetime | None,
+    now: datetime | None,
+) -> ValidationReport:
     settings = settings or get_settings()
     config = IntegrityConfig(
         freshness_max_lag=timedelta(hours=settings.validation_freshness_lag_hours),
@@ -182,8 +229,8 @@ def validate_snapshot(
     lake_root, dataset = _dataset_of(snapshot_uri)
     lake = open_store(lake_root)
     run_ts = utc_now()
-    out_dir = scratch_dir("flashsale-validation-")
     with Snapshot(snapshot_uri) as snapshot:
+        snapshot.verify(mode="full")  # a damaged file fails here, named, not as odd data
         governed = set(available_suites())
         selected = tables or [t for t in snapshot.tables if t in governed]
         skipped = sorted(set(snapshot.tables) - governed)
@@ -191,7 +238,9 @@ def validate_snapshot(
             log.info("no expectation suite for %s; not validated", skipped)
         if data_as_of is None and snapshot.manifest.metadata.get("data_as_of"):
             data_as_of = datetime.fromisoformat(snapshot.manifest.metadata["data_as_of"])
-        con = _connect(snapshot, snapshot.tables, settings.duckdb_memory_limit)
+        con = _connect(
+            snapshot, snapshot.tables, settings.duckdb_memory_limit, settings.compute_threads
+        )
         gx: GxSession | None = None
         results, engines = [], {}
         for table in selected:
@@ -202,7 +251,7 @@ def validate_snapshot(
                 engines[table] = "schema"
                 continue
             if rows <= settings.validation_gx_max_rows:
-                gx = gx or GxSession()
+                gx = gx or resources.enter_context(GxSession())
                 result = gx.validate(table, snapshot.read_pandas(table))
                 engines[table] = "great_expectations"
             else:
@@ -258,7 +307,7 @@ def validate_snapshot(
         engines,
         report_uri=lake.uri(f"{prefix}/report.json"),
         docs_uri=lake.uri(f"{prefix}/data_docs/index.html") if docs_dir else None,
-        local_dir=out_dir,
+        local_dir=out_dir if keep_dir else None,
     )
     payload = {
         "snapshot_uri": snapshot_uri,
@@ -288,7 +337,9 @@ def validate_snapshot(
             f"validation/{dataset}/{ACCEPTED_PROFILE}", json.dumps(reference_doc, indent=2).encode()
         )
     if report.failures and raise_on_failure:
-        raise DataValidationError(snapshot_uri, report.failures, report.report_uri, out_dir)
+        raise DataValidationError(
+            snapshot_uri, report.failures, report.report_uri, report.local_dir
+        )
     return report
 
 
