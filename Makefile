@@ -9,7 +9,7 @@ HOME_DIR := $(abspath $(or $(FLASHSALE_HOME),$(CURDIR)/.flashsale))
 MLFLOW_PORT ?= 5000
 AIRFLOW_PORT ?= 8080
 
-.PHONY: install demo test test-fast test-elastic lint format mlflow-ui airflow-ui constraints clean
+.PHONY: install demo test test-fast test-elastic mutation lint format mlflow-ui airflow-ui constraints clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test-elastic: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not e2e and not slow"
+
+## Known bugs put into a copy of the tree one at a time: how many do the tests catch?
+mutation: install
+	$(BIN)/python -m tools.mutation.run
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
