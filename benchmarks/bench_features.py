@@ -14,9 +14,14 @@ With ``--repeat N`` each user-group run is repeated N times, alternating engines
 medians are compared. Before every measured run the snapshot's files are read once, so each
 engine starts with them in the page cache: the pandas run holds 22 GB at 1e8 events and
 evicts the cache of a 24 GB machine, which made the DuckDB run after it read 1.8 GB cold
-from disk (43.5 s warm vs 57.7 s cold for the same command). Free memory is also compacted
-before every run (as root; see ``compact_memory``), because the fragmentation a pandas run
-leaves behind slowed the next run by 20-45 %.
+from disk (43.5 s warm vs 57.7 s cold for the same command). With ``--compact-memory`` (off
+by default: a benchmark does not change the machine's state unasked) free memory is also
+compacted before every run (as root; see ``compact_memory``), because the fragmentation a
+pandas run leaves behind slowed the next run by 20-45 %; each row says whether it was.
+
+Every run's exit status is checked: a run that crashed or was killed (e.g. out of memory)
+is reported with its exit code and is never timed; an engine with a failed run gets no
+median and no speed-up, and the script exits with status 1 after printing every row.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import run_measured
+from _measure import Measurement, run_measured
 
 DUCKDB_USER_GROUP = """
 from flashsale_ml.datasets import Snapshot
@@ -124,17 +129,51 @@ def compact_memory() -> bool:
     return True
 
 
-def prepare_run(paths: list[Path]) -> bool:
-    """The same start for every measured run: defragmented memory, inputs in the page cache.
+def prepare_run(paths: list[Path], compact: bool = False) -> bool:
+    """The same start for every measured run: inputs in the page cache and, only when asked
+    (``--compact-memory``), defragmented memory.
 
-    Returns whether the memory could be compacted.
+    Returns whether the memory was compacted.
     """
-    compacted = compact_memory()
+    compacted = compact_memory() if compact else False
     warm_page_cache(paths)
     return compacted
 
 
-def main() -> None:
+def user_group_row(events: int, runs: dict[str, list[Measurement]], repeat: int) -> dict:
+    """The figures of one snapshot's user-group comparison.
+
+    Only runs that exited 0 are timed. An engine with any failed run (a crash, or killed for
+    memory: a negative exit code is the signal) gets no median, and no speed-up is computed
+    from it: a failed run is fast, and would pass for a bogus speed-up.
+    """
+    row: dict = {"events": events, "what": "user group", "runs_per_engine": repeat}
+    wall: dict[str, float] = {}
+    failed: dict[str, list[int]] = {}
+    for name, ms in runs.items():
+        codes = [m.exit_code for m in ms]
+        if any(codes):
+            failed[name] = codes
+            row[f"{name}_s"] = None
+        else:
+            wall[name] = statistics.median(m.wall_s for m in ms)
+            row[f"{name}_s"] = round(wall[name], 1)
+        row[f"{name}_all_s"] = [round(m.wall_s, 1) for m in ms]
+        row[f"{name}_rss_gib"] = round(max(m.peak_rss_gib for m in ms), 2)
+    if "pandas" in runs:
+        for key, engine in (("speedup", "duckdb"), ("speedup_same_columns", "duckdb_same_columns")):
+            if "pandas" in wall and engine in wall:
+                row[key] = round(wall["pandas"] / wall[engine], 2)
+            else:
+                row[key] = None
+    if failed:
+        row["failed"] = True
+        row["exit_codes"] = failed
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one JSON row per measurement; 1 when any measured run failed, else 0."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lake", required=True)
     parser.add_argument(
@@ -157,10 +196,17 @@ def main() -> None:
         default=2e7,
         help="skip the pandas run above this many events (memory)",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--compact-memory",
+        action="store_true",
+        help="write /proc/sys/vm/compact_memory before every run (root; changes the machine's "
+        "memory state, so off by default)",
+    )
+    args = parser.parse_args(argv)
     from flashsale_ml.datasets import Snapshot, list_snapshots
     from flashsale_ml.storage import open_store
 
+    any_failed = False
     for uri in list_snapshots(open_store(args.lake), "raw"):
         snap = Snapshot(uri)
         events = snap.manifest.tables["events"].rows
@@ -171,7 +217,7 @@ def main() -> None:
         as_of, end = last["start_ts"].isoformat(), last["end_ts"].isoformat()
         inputs = [path for table in snap.tables for path in snap.local_files(table)]
         if not args.skip_full_build:
-            prepare_run(inputs)
+            compacted = prepare_run(inputs, args.compact_memory)
             out = tempfile.mkdtemp(prefix="bench-features-")
             m = run_measured(
                 [
@@ -190,14 +236,18 @@ def main() -> None:
                 ],
                 stdout=subprocess.DEVNULL,
             )
+            failed = m.exit_code != 0
+            any_failed |= failed
             print(
                 json.dumps(
                     {
                         "events": events,
                         "what": "full build, one cutoff",
-                        "wall_s": round(m.wall_s, 1),
+                        "wall_s": None if failed else round(m.wall_s, 1),
                         "peak_rss_gib": round(m.peak_rss_gib, 2),
                         "exit": m.exit_code,
+                        "failed": failed,
+                        "memory_compacted_before_run": compacted,
                     }
                 ),
                 flush=True,
@@ -216,28 +266,20 @@ def main() -> None:
         }
         if events <= args.pandas_max_events:
             commands["pandas"] = [sys.executable, "-c", PANDAS_USER_GROUP.format(**fill)]
-        runs: dict[str, list] = {name: [] for name in commands}
-        compacted = True
+        runs: dict[str, list[Measurement]] = {name: [] for name in commands}
+        compacted = args.compact_memory
         for _ in range(args.repeat):
             for name, command in commands.items():
-                compacted &= prepare_run(inputs)
+                compacted &= prepare_run(inputs, args.compact_memory)
                 runs[name].append(run_measured(command, stdout=subprocess.DEVNULL))
-        wall = {name: statistics.median(m.wall_s for m in ms) for name, ms in runs.items()}
-        row = {
-            "events": events,
-            "what": "user group",
-            "runs_per_engine": args.repeat,
-            "memory_compacted_before_runs": compacted,
-        }
-        for name, ms in runs.items():
-            row[f"{name}_s"] = round(wall[name], 1)
-            row[f"{name}_all_s"] = [round(m.wall_s, 1) for m in ms]
-            row[f"{name}_rss_gib"] = round(max(m.peak_rss_gib for m in ms), 2)
-        if "pandas" in wall:
-            row["speedup"] = round(wall["pandas"] / wall["duckdb"], 2)
-            row["speedup_same_columns"] = round(wall["pandas"] / wall["duckdb_same_columns"], 2)
+        row = user_group_row(events, runs, args.repeat)
+        row["memory_compacted_before_runs"] = compacted
+        any_failed |= row.get("failed", False)
         print(json.dumps(row), flush=True)
+    if any_failed:
+        print("bench_features: at least one measured run failed (see exit codes)", file=sys.stderr)
+    return 1 if any_failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

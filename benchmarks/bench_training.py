@@ -11,7 +11,8 @@ Uses the raw snapshot with the most users below --users-max (default: the 1e7-ev
    target <= 10 %, between the medians of --repeat interleaved runs of each. Also versus a
    bare script doing the same job (read the Parquet, split, train, score the test campaign),
    which separates what our wrapper adds from the work any training job does (reading the
-   data, scoring the test window).
+   data, scoring the test window); it too runs --repeat times, interleaved with the other
+   two, and its median is compared.
 4. DDP throughput (samples/s) with 1 and 2 CPU processes.
 """
 
@@ -166,8 +167,9 @@ def wrapper_overhead(lake, features: str, frame, rows: int, settings, repeat: in
     The rows are the simulated feature rows tiled to ``rows`` and stored as a snapshot, so the
     step reads them as it would in production. Boosting time alone varies by up to ±14 % between
     identical runs on a shared 2-core machine, as much as the margin being measured, so the
-    bare call and the step run ``repeat`` times each, interleaved (which goes first
-    alternates), and the overhead is taken between their medians.
+    bare call, the bare job and the step run ``repeat`` times each, interleaved (the order
+    rotates from one round to the next, so none of them always goes first), and every
+    overhead is taken between medians of the same number of runs.
     """
     import statistics
 
@@ -233,15 +235,17 @@ def wrapper_overhead(lake, features: str, frame, rows: int, settings, repeat: in
         phases.append(result.durations)
         return time.perf_counter() - started
 
-    runs: dict[str, list[float]] = {"bare": [], "step": []}
-    timed = {"bare": bare_train, "step": our_step}
-    for run in range(repeat):
-        for which in ("bare", "step") if run % 2 == 0 else ("step", "bare"):
-            runs[which].append(timed[which]())
-    bare_runs, step_runs = runs["bare"], runs["step"]
+    job_files = Snapshot(writer.uri).local_files("propensity")
+    timed = {
+        "bare": bare_train,
+        "job": lambda: bare_training_job(job_files, config),
+        "step": our_step,
+    }
+    runs = interleaved_runs(timed, repeat)
     bare_data.clear()
-    bare_job = bare_training_job(Snapshot(writer.uri).local_files("propensity"), config)
-    bare, wrapped = statistics.median(bare_runs), statistics.median(step_runs)
+    bare_runs, job_runs, step_runs = runs["bare"], runs["job"], runs["step"]
+    bare, bare_job = statistics.median(bare_runs), statistics.median(job_runs)
+    wrapped = statistics.median(step_runs)
     return {
         "what": "wrapper overhead",
         "rows": reps * len(frame),
@@ -252,11 +256,25 @@ def wrapper_overhead(lake, features: str, frame, rows: int, settings, repeat: in
         "overhead_vs_bare_train_pct": round(100 * (wrapped - bare) / bare, 1),
         "overhead_vs_bare_job_pct": round(100 * (wrapped - bare_job) / bare_job, 1),
         "bare_train_runs_s": [round(t, 1) for t in bare_runs],
+        "bare_job_runs_s": [round(t, 1) for t in job_runs],
         "wrapper_runs_s": [round(t, 1) for t in step_runs],
         "wrapper_phases_median_s": {
             phase: round(statistics.median(p[phase] for p in phases), 1) for phase in phases[0]
         },
     }
+
+
+def interleaved_runs(timed: dict, repeat: int) -> dict[str, list[float]]:
+    """Run each of ``timed`` (name -> function returning seconds) ``repeat`` times, one of
+    each per round; the order rotates by one every round, so that with ``repeat`` a multiple
+    of ``len(timed)`` each function goes first, second, ... equally often."""
+    names = list(timed)
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeat):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            runs[name].append(timed[name]())
+    return runs
 
 
 def bare_training_job(files, config) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,8 +62,21 @@ def small_world(tmp_path_factory: pytest.TempPathFactory):
     return simulate(SimulationConfig(users=1_500, days=21, seed=7), lake)
 
 
+def in_ci() -> bool:
+    """CI services (GitHub Actions, GitLab, ...) set ``CI=true``."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
 def shared_data(name: str) -> Path:
+    """A real public dataset from ``../shared/data``.
+
+    Missing on a developer machine, the test is skipped; in CI (``CI=true``) a missing dataset
+    fails the test, so a CI run cannot pass while silently skipping the real-data tests.
+    """
     path = SHARED_DATA / name
     if not path.exists():
-        pytest.skip(f"real dataset {name} not found at {path}")
+        message = f"real dataset {name} not found at {path}"
+        if in_ci():
+            pytest.fail(f"{message}; CI=true requires every real dataset", pytrace=False)
+        pytest.skip(message)
     return path

@@ -26,10 +26,13 @@ def dagbag_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return run_python(
         f"""
         import json, sys, time
+        from airflow.configuration import conf
         from airflow.dag_processing.dagbag import DagBag
         started = time.perf_counter()
         bag = DagBag(dag_folder={str(DAGS_FOLDER)!r})
         seconds = time.perf_counter() - started
+        per_file = {{s.file: s.duration.total_seconds() for s in bag.dagbag_stats}}
+        import_timeout = conf.getfloat("core", "dagbag_import_timeout")
         dags = {{}}
         for dag_id, dag in bag.dags.items():
             dags[dag_id] = {{
@@ -46,7 +49,8 @@ def dagbag_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
             }}
         heavy = sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)
         print(json.dumps({{"errors": {{k: str(v) for k, v in bag.import_errors.items()}},
-                          "dags": dags, "seconds": seconds, "heavy": heavy}}))
+                          "dags": dags, "seconds": seconds, "per_file": per_file,
+                          "import_timeout": import_timeout, "heavy": heavy}}))
         """,
         airflow_env(home),
     )
@@ -61,6 +65,24 @@ def test_no_import_errors(dagbag_report: dict) -> None:
 
 def test_parsing_imports_nothing_heavy(dagbag_report: dict) -> None:
     assert dagbag_report["heavy"] == []
+
+
+# Share of Airflow's per-file import timeout a DAG file may use when parsed here. Parsing takes
+# well under a second (it imports nothing heavy); the margin is for a loaded CI machine, so
+# this catches a DAG that starts doing real work at import, not normal timing noise.
+PARSE_TIMEOUT_SHARE = 0.25
+
+
+def test_parsing_stays_well_inside_airflow_import_timeout(dagbag_report: dict) -> None:
+    """Airflow kills a DAG file import after ``[core] dagbag_import_timeout`` (30 s by default)
+    and then shows an import error instead of the DAG. A bound, not a benchmark: each file and
+    the whole folder must parse in a quarter of that timeout (7.5 s by default)."""
+    limit = PARSE_TIMEOUT_SHARE * dagbag_report["import_timeout"]
+    assert limit > 0, "dagbag_import_timeout is disabled; nothing to check against"
+    assert dagbag_report["per_file"], "DagBag recorded no per-file parse times"
+    slow = {f: s for f, s in dagbag_report["per_file"].items() if s > limit}
+    assert slow == {}, f"DAG files parse too slowly for a {limit:.1f} s bound: {slow}"
+    assert dagbag_report["seconds"] <= limit, dagbag_report["seconds"]
 
 
 def test_training_pipeline_graph(dagbag_report: dict) -> None:
