@@ -110,8 +110,8 @@ def torchrun_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
 
 
 # How far below LightGBM's test AUC the deep model may land on the same split. Measured
-# (3 epochs, this shop): DCN-v2 0.785, LightGBM LGBM_AUC_HERE; without the gradient sync 0.768.
-DEEP_VS_LGBM_MARGIN = 0.012
+# (3 epochs, this shop): DCN-v2 0.785, LightGBM 0.797; without the gradient sync 0.768.
+DEEP_VS_LGBM_MARGIN = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_ddp_two_processes_on_cpu_logs_to_mlflow(
     # Quality, against LightGBM on the same time split (same train / valid / test sales), not
     # against a fixed number: one raw feature alone scores 0.72 here. The network reaches
     # LightGBM's test AUC to within DEEP_VS_LGBM_MARGIN; without the DDP gradient sync it fell
-    # 0.017 short (0.768 against 0.785).
+    # 0.029 short of LightGBM (0.768; with the sync 0.785, LightGBM 0.797).
     assert result["test_n"] == lgbm_same_split["test_n"]
     assert result["test_auc"] >= lgbm_same_split["test_auc"] - DEEP_VS_LGBM_MARGIN, (
         result["test_auc"],

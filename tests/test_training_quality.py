@@ -23,27 +23,59 @@ from flashsale_ml.training.propensity_lgbm import LgbmConfig, time_split, train_
 from flashsale_ml.training.sessions_lgbm import evaluate_sessions
 from tests.conftest import shared_data
 
+# Seeds of the 30,000-user, 35-day shop (five sales: train on three, stop on the fourth, test
+# on the fifth). Test AUC of the production configuration (LgbmConfig()) against the oracle's,
+# measured 2026-11-24 on this code:
+#
+#   seed | oracle | LightGBM | gap    | test ECE | 20 rounds of 4 leaves: AUC, gap, ECE
+#   11   | 0.8151 | 0.8037   | 0.0113 | 0.0077   | 0.7898, 0.0252, 0.0460
+#   12   | 0.8071 | 0.7937   | 0.0134 | 0.0084   | 0.7891, 0.0180, 0.0381
+#   13   | 0.8156 | 0.7931   | 0.0225 | 0.0072   | 0.7913, 0.0243, 0.0372
+#
+# The gap moves by a full 0.011 between seeds, as much as a crippled model loses on one of
+# them, so the ranking bar is on the mean over the seeds, and calibration (which the crippled
+# model misses by 5x) is barred per seed. A label leak scored 1.000 against 0.815: no model
+# may beat the true probabilities.
+ORACLE_SEEDS = (11, 12, 13)
+MAX_GAP_PER_SEED = 0.027
+MAX_MEAN_GAP = 0.019  # measured 0.0157; 20 rounds of 4 leaves: 0.0225
+ABOVE_ORACLE_TOLERANCE = 0.003  # the oracle is exact up to stock-outs; a leak is far above
+MAX_TEST_ECE = 0.02  # measured 0.007-0.008; crippled 0.037-0.046; without the intercept 0.020
+
 
 @pytest.fixture(scope="module")
-def sim_features(tmp_path_factory: pytest.TempPathFactory):
-    lake = open_store(tmp_path_factory.mktemp("quality").as_uri())
-    world = simulate(SimulationConfig(users=30_000, days=35, seed=11), lake)
-    with Snapshot(build_features(world.raw_uri, lake)) as snap:
-        return world, snap.read_pandas("propensity")
+def oracle_gaps(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, float]]:
+    """The production configuration against the oracle on the test sale of each seed."""
+    gaps = {}
+    for seed in ORACLE_SEEDS:
+        lake = open_store(tmp_path_factory.mktemp(f"quality-{seed}").as_uri())
+        world = simulate(SimulationConfig(users=30_000, days=35, seed=seed), lake)
+        with Snapshot(build_features(world.raw_uri, lake)) as snap:
+            frame = snap.read_pandas("propensity")
+        split = time_split(frame, seed=3)
+        assert len(split.campaigns["train"]) == 3, split.campaigns
+        model = train_propensity_lgbm(split, LgbmConfig(), seed=3)
+        y = split.test["label_purchase"].to_numpy()
+        oracle_auc = binary_metrics(y, oracle_scores(world.truth_uri, split.test))["auc"]
+        gaps[seed] = {
+            "oracle_auc": oracle_auc,
+            "model_auc": model.metrics["test"]["auc"],
+            "gap": oracle_auc - model.metrics["test"]["auc"],
+            "ece": model.metrics["test"]["ece"],
+        }
+    return gaps
 
 
 @pytest.mark.slow
-def test_lgbm_auc_is_within_002_of_the_oracle(sim_features) -> None:
-    world, frame = sim_features
-    split = time_split(frame, seed=3)
-    model = train_propensity_lgbm(split, LgbmConfig(), seed=3)
-    oracle = oracle_scores(world.truth_uri, split.test)
-    y = split.test["label_purchase"].to_numpy()
-    oracle_auc = binary_metrics(y, oracle)["auc"]
-    model_auc = model.metrics["test"]["auc"]
-    assert oracle_auc > 0.7, oracle_auc  # the truth is learnable at all
-    assert model_auc >= oracle_auc - 0.02, (model_auc, oracle_auc)
-    assert model.metrics["test"]["ece"] < 0.05
+def test_lgbm_auc_is_near_the_oracle_and_never_above_it(oracle_gaps) -> None:
+    for seed, got in oracle_gaps.items():
+        assert got["oracle_auc"] > 0.78, (seed, got)  # the truth is learnable at all
+        # Above the true probabilities only by leaking the label (or something after it).
+        assert got["gap"] >= -ABOVE_ORACLE_TOLERANCE, (seed, got)
+        assert got["gap"] <= MAX_GAP_PER_SEED, (seed, got)
+        assert got["ece"] < MAX_TEST_ECE, (seed, got)
+    mean_gap = float(np.mean([got["gap"] for got in oracle_gaps.values()]))
+    assert mean_gap <= MAX_MEAN_GAP, (mean_gap, oracle_gaps)
 
 
 def test_calibration_error_known_values() -> None:
@@ -66,6 +98,10 @@ def test_online_shoppers_cv_and_time_forward(tmp_path: Path) -> None:
     sessions = Snapshot(build_features(raw, lake)).read_pandas("sessions")
     result = evaluate_sessions(sessions, seed=42)
     assert result.cv_auc_mean >= 0.93, result
+    # 0.829 is what plain LightGBM (sessions_lgbm._params, 400 rounds, no month column)
+    # trained on February-September and tested on October-December of this same file scored
+    # (seed 42): the bar is our own measured result, not a published number. The published
+    # references (AUROC about 0.94) are cross-validated, which mixes months.
     assert result.time_forward["auc"] >= 0.829, result.time_forward
     assert result.time_forward_rows["test"] > 3_000
     # Calibration on the shifted (holiday) season is reported, and not absurd.
