@@ -3,10 +3,13 @@
 The evidence for :func:`flashsale_ml.promotion.decide_promotion` is built here: the newest
 sale of the challenger's feature snapshot is the holdout, both models are loaded from the
 registry and scored on exactly those rows, the challenger's behaviour is checked, and the
-validation report of its training data is looked up next to the data. The decision is logged
-as a ``promote_model`` MLflow run (metrics, reasons, plots) and then applied to the aliases by
-:func:`flashsale_ml.registry.apply_decision`, which refuses if the champion changed meanwhile;
-the decision is then remade against the new champion.
+validation report of its training data is looked up next to the data. The evidence is logged
+as a ``promote_model`` MLflow run (metrics, reasons, plots, the proposed verdict) and the
+decision is applied to the aliases by :func:`flashsale_ml.registry.apply_decision` while that
+run is open; it refuses if the champion changed meanwhile, and the decision is then remade
+against the new champion. The run is tagged with the decision only once it has been applied,
+so a ``promote_model`` run and the registry never disagree: a run whose decision was not
+applied says ``superseded`` or failed, with the error.
 """
 
 from __future__ import annotations
@@ -41,7 +44,13 @@ from flashsale_ml.registry import (
     apply_decision,
     resolve_name,
 )
-from flashsale_ml.tracking import TAG_PREFIX, configure, log_metrics_batch, log_params_flat
+from flashsale_ml.tracking import (
+    TAG_PREFIX,
+    configure,
+    log_metrics_batch,
+    log_params_flat,
+    step_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +151,28 @@ def evaluate_version(
     )
 
 
-def _record_decision(
-    settings: Settings,
-    name: str,
+# On the ``promote_model`` run: the verdict the gates proposed (always), the decision that was
+# applied to the registry (only once it was), or why it was not applied.
+RUN_PROPOSED_TAG = f"{TAG_PREFIX}promotion.proposed"
+RUN_DECISION_TAG = f"{TAG_PREFIX}promotion.decision"
+RUN_SUPERSEDED_TAG = f"{TAG_PREFIX}promotion.superseded"
+RUN_NOT_APPLIED_TAG = f"{TAG_PREFIX}promotion.not_applied"
+
+
+def _decision_run_tags(
+    name: str, version: str, champion_version: str | None, holdout: Holdout, decision: Decision
+) -> dict[str, str]:
+    return {
+        f"{TAG_PREFIX}registered_model": name,
+        f"{TAG_PREFIX}challenger_version": version,
+        f"{TAG_PREFIX}champion_version": champion_version or "none",
+        RUN_PROPOSED_TAG: "promoted" if decision.promote else "rejected",
+        f"{TAG_PREFIX}feature_snapshot_id": holdout.window.feature_snapshot_id,
+    }
+
+
+def _log_evidence(
+    run_id: str,
     version: str,
     champion_version: str | None,
     holdout: Holdout,
@@ -152,54 +180,43 @@ def _record_decision(
     gates: PromotionGates,
     challenger_scores: np.ndarray,
     champion_scores: np.ndarray | None,
-    parent_run_id: str | None,
-) -> str:
-    """Log the decision as a ``promote_model`` run: params, metrics, reasons, plots."""
+) -> None:
+    """Log the decision's evidence on the open ``promote_model`` run: params, metrics, reasons,
+    plots."""
     import mlflow
 
-    from flashsale_ml.tracking import step_run
     from flashsale_ml.training import plots
 
-    tags = {
-        f"{TAG_PREFIX}registered_model": name,
-        f"{TAG_PREFIX}challenger_version": version,
-        f"{TAG_PREFIX}champion_version": champion_version or "none",
-        f"{TAG_PREFIX}promotion.decision": "promoted" if decision.promote else "rejected",
-        f"{TAG_PREFIX}feature_snapshot_id": holdout.window.feature_snapshot_id,
-    }
-    with step_run(settings, "promote_model", parent_run_id, tags) as run:
-        run_id = run.info.run_id
-        log_params_flat(
-            run_id,
-            {
-                "gates": gates.model_dump(),
-                "holdout": {
-                    "campaigns": list(holdout.window.campaign_ids),
-                    "as_of": holdout.window.as_of,
-                    "rows": holdout.window.rows,
-                    "row_digest": holdout.window.row_digest,
-                },
+    log_params_flat(
+        run_id,
+        {
+            "gates": gates.model_dump(),
+            "holdout": {
+                "campaigns": list(holdout.window.campaign_ids),
+                "as_of": holdout.window.as_of,
+                "rows": holdout.window.rows,
+                "row_digest": holdout.window.row_digest,
             },
-        )
-        log_metrics_batch(run_id, decision.metrics)
-        mlflow.log_dict(decision.to_dict(), "promotion/decision.json")
-        mlflow.log_text("\n".join(decision.reasons), "promotion/reasons.txt")
-        curves = {f"challenger v{version}": challenger_scores}
-        if champion_scores is not None:
-            curves[f"champion v{champion_version}"] = champion_scores
+        },
+    )
+    log_metrics_batch(run_id, decision.metrics)
+    mlflow.log_dict(decision.to_dict(), "promotion/decision.json")
+    mlflow.log_text("\n".join(decision.reasons), "promotion/reasons.txt")
+    curves = {f"challenger v{version}": challenger_scores}
+    if champion_scores is not None:
+        curves[f"champion v{champion_version}"] = champion_scores
+    mlflow.log_figure(
+        plots.roc_curves_figure(holdout.labels, curves, "ROC on the promotion holdout"),
+        "plots/roc_holdout.png",
+    )
+    if decision.bootstrap is not None:
+        b = decision.bootstrap
         mlflow.log_figure(
-            plots.roc_curves_figure(holdout.labels, curves, "ROC on the promotion holdout"),
-            "plots/roc_holdout.png",
+            plots.bootstrap_figure(
+                b.distribution, b.difference, b.low, b.high, b.metric, gates.min_improvement
+            ),
+            "plots/bootstrap_difference.png",
         )
-        if decision.bootstrap is not None:
-            b = decision.bootstrap
-            mlflow.log_figure(
-                plots.bootstrap_figure(
-                    b.distribution, b.difference, b.low, b.high, b.metric, gates.min_improvement
-                ),
-                "plots/bootstrap_difference.png",
-            )
-    return run_id
 
 
 def promote_version(
@@ -255,32 +272,40 @@ def promote_version(
             else None
         )
         decision = decide_promotion(challenger, champion, gates, settings.seed)
-        run_id = _record_decision(
-            settings,
-            name,
-            version,
-            champion_version,
-            holdout,
-            decision,
-            gates,
-            challenger.scores,
-            champion.scores if champion else None,
-            parent_run_id,
-        )
-        try:
-            state = apply_decision(
-                settings,
-                name,
+        verdict = "promoted" if decision.promote else "rejected"
+        tags = _decision_run_tags(name, version, champion_version, holdout, decision)
+        with step_run(settings, "promote_model", parent_run_id, tags) as run:
+            run_id = run.info.run_id
+            _log_evidence(
+                run_id,
                 version,
                 champion_version,
-                decision.promote,
-                decision.reasons,
-                run_id,
+                holdout,
+                decision,
+                gates,
+                challenger.scores,
+                champion.scores if champion else None,
             )
-        except StaleDecisionError as exc:
-            log.warning("attempt %d superseded: %s", attempt, exc)
-            client.set_tag(run_id, f"{TAG_PREFIX}promotion.superseded", str(exc))
-            continue
+            try:
+                state = apply_decision(
+                    settings,
+                    name,
+                    version,
+                    champion_version,
+                    decision.promote,
+                    decision.reasons,
+                    run_id,
+                )
+            except StaleDecisionError as exc:
+                log.warning("attempt %d superseded: %s", attempt, exc)
+                client.set_tag(run_id, RUN_SUPERSEDED_TAG, str(exc))
+                continue
+            except Exception as exc:
+                # The run ends FAILED and says why; it never claims a decision.
+                _tag_quietly(client, run_id, RUN_NOT_APPLIED_TAG, f"{type(exc).__name__}: {exc}")
+                raise
+            # Applied: only now does the run carry the decision (and the parent run its copy).
+            client.set_tag(run_id, RUN_DECISION_TAG, verdict)
         log.info(
             "%s v%s %s: %s",
             name,
@@ -303,3 +328,10 @@ def promote_version(
     raise RegistryError(
         f"{name} version {version}: the champion changed {max_attempts} times while deciding"
     )
+
+
+def _tag_quietly(client, run_id: str, key: str, value: str) -> None:
+    try:
+        client.set_tag(run_id, key, value[:5000])
+    except Exception:
+        log.warning("could not tag run %s with %s", run_id, key, exc_info=True)

@@ -11,6 +11,18 @@ made against: two promotions racing for the same model cannot both win against t
 champion, and the loser re-evaluates against the new one. The lock is a registered model
 (``<name>.promotion-lock``): creating a registered model is an atomic insert with a unique name
 in every MLflow backend, so the registry itself arbitrates without another service.
+
+Every write here survives a lost reply. MLflow's client retries a request whose connection
+broke, even when the server had already committed it (a crash or a network cut right after
+the commit), so a create can happen twice or come back as "already exists":
+
+* registration looks for a version of the training run before creating one, and after
+  creating removes the duplicate a retried create made (:func:`register_from_run`);
+* a lock create that comes back "already exists" with our own owner string is ours; the lock
+  is released in a ``finally`` that also covers its acquisition; its lease is half the lock
+  timeout (so a waiter outlives the lock of a holder that died) and is renewed while held (so
+  a slow holder never loses it) (:func:`registry_lock`);
+* a decision is written on the version only after the aliases moved (:func:`apply_decision`).
 """
 
 from __future__ import annotations
@@ -20,7 +32,9 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -62,6 +76,11 @@ VERSION_LINEAGE_TAGS = (
 # ``flashsale demo``).
 DECISION_TAGS = (DECISION_TAG, REASONS_TAG, AGAINST_TAG, DECIDED_AT_TAG, DECISION_RUN_TAG)
 LOCK_SUFFIX = ".promotion-lock"
+LOCK_OWNER_TAG = f"{TAG_PREFIX}lock.owner"
+LOCK_EXPIRES_TAG = f"{TAG_PREFIX}lock.expires_at"
+# On a version a retried create made twice but that could not be deleted (an alias or a
+# decision points at it): the version of the same training run that registration kept.
+DUPLICATE_OF_TAG = f"{TAG_PREFIX}duplicate_of"
 HISTORY_LIMIT = 50
 TAG_VALUE_LIMIT = 5000
 
@@ -157,17 +176,94 @@ def read_state(client, name: str) -> AliasState:
     )
 
 
+def versions_of_run(client, name: str, run_id: str) -> list:
+    """Versions of ``name`` registered from training run ``run_id``, lowest first."""
+    versions = client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+    return sorted(versions, key=lambda v: int(v.version))
+
+
+def _ensure_registered_model(client, name: str, model_kind: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(
+            name,
+            tags={MODEL_KIND_TAG: model_kind},
+            description=f"flashsale-ml {model_kind} model; load by alias, e.g. "
+            f"models:/{name}@{CHAMPION}",
+        )
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in _error_code(exc):
+            raise
+
+
+def _drop_duplicate_versions(client, name: str, run_id: str) -> str | None:
+    """Keep one version of ``run_id`` (the lowest); delete the others; return the kept one.
+
+    Why the lowest: every caller (a retry of this call, or a second registration of the same
+    run racing it) picks the same one without talking to the others, and the registry never
+    reuses a deleted version number, so the survivor's number stays stable.
+
+    Why deleting is safe: a duplicate was made by a retried create a moment ago, and no
+    registration returns a version before this reconciliation, so nothing refers to it. To be
+    safe anyway, a duplicate that an alias or a decision already points at is kept and tagged
+    ``flashsale.duplicate_of`` instead (and a warning is logged): deleting a version that
+    serves traffic would be worse than an extra version.
+    """
+    versions = versions_of_run(client, name, run_id)
+    if not versions:
+        return None
+    keep, *duplicates = versions
+    for duplicate in duplicates:
+        if duplicate.aliases or DECISION_TAG in (duplicate.tags or {}):
+            log.warning(
+                "%s version %s duplicates version %s (same run %s) but is in use (aliases %s); "
+                "tagged, not deleted",
+                name,
+                duplicate.version,
+                keep.version,
+                run_id,
+                list(duplicate.aliases or []),
+            )
+            client.set_model_version_tag(name, duplicate.version, DUPLICATE_OF_TAG, keep.version)
+            continue
+        log.warning(
+            "deleting %s version %s: a retried create registered run %s again (kept version %s)",
+            name,
+            duplicate.version,
+            run_id,
+            keep.version,
+        )
+        _delete_version_quietly(client, name, str(duplicate.version))
+    return str(keep.version)
+
+
+def _delete_version_quietly(client, name: str, version: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_model_version(name, version)
+    except MlflowException as exc:
+        if "DOES_NOT_EXIST" not in _error_code(exc):
+            raise
+
+
 def register_from_run(run_id: str, model_kind: str, settings: Settings) -> RegisteredVersion:
-    """Register the model logged by ``run_id`` as a new version of ``flashsale-<kind>``.
+    """Register the model logged by ``run_id`` as a version of ``flashsale-<kind>``, once.
 
     The version keeps only the tags in :data:`VERSION_LINEAGE_TAGS` (kind, flavor, data and
     feature snapshot, the campaigns it was fitted on), gets a one-line description and the
     ``challenger`` alias. Metrics, code version and config hash stay on the training run, which
     the version links to. Whether it becomes champion is the promotion step's decision, never
     registration's.
+
+    Idempotent per training run: a run that already has a version is not registered again (a
+    retried task finishes the registration it started instead), and a duplicate made by a
+    create whose reply was lost is removed (see :func:`_drop_duplicate_versions`). The
+    ``challenger`` alias moves to an existing version only if nothing decided about it yet
+    and no newer version exists, so a late retry never takes the alias from a newer model.
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     client = _client(settings)
     run = client.get_run(run_id)
@@ -175,27 +271,48 @@ def register_from_run(run_id: str, model_kind: str, settings: Settings) -> Regis
     if not model_uri:
         raise ValueError(f"run {run_id} logged no model (tag {TAG_PREFIX}model_uri missing)")
     name = settings.registered_model_name(model_kind)
-    try:
-        client.create_registered_model(
+    _ensure_registered_model(client, name, model_kind)
+    existing = versions_of_run(client, name, run_id)
+    created = not existing
+    if created:
+        tags = {k: run.data.tags[k] for k in VERSION_LINEAGE_TAGS if run.data.tags.get(k)}
+        tags[MODEL_KIND_TAG] = model_kind
+        try:
+            # register_model resolves a LoggedModel URI (models:/m-...) to its source and
+            # model id, which a REST registry requires; create_model_version with the bare
+            # URI is refused.
+            mlflow.register_model(model_uri, name, tags=tags)
+        except Exception:
+            # Every retry failed, but the server may have committed one of them.
+            try:
+                committed = versions_of_run(client, name, run_id)
+            except Exception:
+                committed = []
+            if not committed:
+                raise
+            log.warning("%s: adopting version %s of run %s", name, committed[0].version, run_id)
+    else:
+        log.info(
+            "run %s is already registered as %s version %s; not registering it again",
+            run_id,
             name,
-            tags={f"{TAG_PREFIX}model_kind": model_kind},
-            description=f"flashsale-ml {model_kind} model; load by alias, e.g. "
-            f"models:/{name}@{CHAMPION}",
+            existing[0].version,
         )
-    except MlflowException as exc:
-        if "RESOURCE_ALREADY_EXISTS" not in _error_code(exc):
-            raise
-    tags = {k: run.data.tags[k] for k in VERSION_LINEAGE_TAGS if run.data.tags.get(k)}
-    tags[MODEL_KIND_TAG] = model_kind
-    # register_model resolves a LoggedModel URI (models:/m-...) to its source and model id,
-    # which a REST registry requires; create_model_version with the bare URI is refused.
-    version = mlflow.register_model(model_uri, name, tags=tags)
-    client.update_model_version(
-        name, version.version, description=version_description(run, model_kind)
-    )
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
-    log.info("registered %s version %s as %s", name, version.version, CHALLENGER)
-    return RegisteredVersion(name, str(version.version), (CHALLENGER,), run_id)
+    version = _drop_duplicate_versions(client, name, run_id)
+    if version is None:
+        raise RegistryError(f"{name}: registering run {run_id} left no version")
+    current = client.get_model_version(name, version)
+    if created or (DECISION_TAG not in (current.tags or {}) and _is_newest(client, name, version)):
+        client.update_model_version(name, version, description=version_description(run, model_kind))
+        client.set_registered_model_alias(name, CHALLENGER, version)
+        log.info("registered %s version %s as %s", name, version, CHALLENGER)
+    aliases = tuple(client.get_model_version(name, version).aliases or ())
+    return RegisteredVersion(name, version, aliases, run_id)
+
+
+def _is_newest(client, name: str, version: str) -> bool:
+    versions = client.search_model_versions(f"name = '{name}'", max_results=10_000)
+    return max(int(v.version) for v in versions) == int(version)
 
 
 def version_description(run, model_kind: str) -> str:
@@ -221,7 +338,58 @@ def version_description(run, model_kind: str) -> str:
 
 
 def lock_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """A fresh owner string per acquisition: ``host:pid:token``.
+
+    Unique per acquisition, so "the lock exists and its owner is me" can only mean that my
+    own create was committed and its reply lost; two threads of one process never share it.
+    """
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lease_for(timeout_s: float) -> timedelta:
+    """The lease a holder writes: half the lock timeout (at least one second).
+
+    Shorter than any waiter's patience (holders and waiters read the same
+    ``registry_lock_timeout_s``), so a waiter breaks the lock of a holder that died instead of
+    failing; a live holder renews it every third of the lease, however long it holds it.
+    """
+    return timedelta(seconds=max(timeout_s / 2, 1.0))
+
+
+class _LeaseRenewal:
+    """Pushes the lock's ``expires_at`` forward every third of the lease while it is held."""
+
+    def __init__(self, client, lock_name: str, owner: str, lease: timedelta) -> None:
+        self.client, self.lock_name, self.owner, self.lease = client, lock_name, owner, lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{lock_name}", daemon=True)
+
+    def __enter__(self) -> _LeaseRenewal:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        interval = self.lease.total_seconds() / 3
+        while not self._stop.wait(interval):
+            try:
+                holder = _lock_holder(self.client, self.lock_name)
+                if holder is None or holder[0] != self.owner:
+                    log.error(
+                        "lost promotion lock %s (now held by %s)",
+                        self.lock_name,
+                        holder[0] if holder else "nobody",
+                    )
+                    return
+                expires = datetime.now(UTC) + self.lease
+                self.client.set_registered_model_tag(
+                    self.lock_name, LOCK_EXPIRES_TAG, expires.isoformat()
+                )
+            except Exception:  # the next tick tries again; the lease covers a few misses
+                log.warning("could not renew promotion lock %s", self.lock_name, exc_info=True)
 
 
 @contextmanager
@@ -229,20 +397,48 @@ def registry_lock(
     client,
     name: str,
     owner: str | None = None,
-    lease: timedelta = timedelta(minutes=5),
+    lease: timedelta | None = None,
     timeout_s: float = 120.0,
 ) -> Iterator[str]:
     """Hold the promotion lock of ``name`` (an atomic create of ``<name>.promotion-lock``).
 
-    A lock whose lease has expired (its holder died) is broken. Yields the owner string.
+    A lock whose lease has expired (its holder died) is broken. The lease defaults to
+    :func:`lease_for` ``(timeout_s)`` and is renewed while held. Yields the owner string.
+
+    Safe when a reply is lost: if the create was committed but MLflow's client retried it, the
+    retry finds the lock held by this very owner, which means acquired. The release sits in a
+    ``finally`` that covers the acquisition too, so a lock whose create raised after it was
+    committed is released as well.
 
     Raises:
         RegistryLockTimeout: another holder kept the lock for ``timeout_s`` seconds.
     """
-    from mlflow.exceptions import MlflowException
-
     lock_name = f"{name}{LOCK_SUFFIX}"
     owner = owner or lock_owner()
+    lease = lease or lease_for(timeout_s)
+    try:
+        _acquire(client, name, lock_name, owner, lease, timeout_s)
+        with _LeaseRenewal(client, lock_name, owner, lease):
+            yield owner
+    finally:
+        try:
+            holder = _lock_holder(client, lock_name)
+            if holder and holder[0] == owner:
+                _delete_quietly(client, lock_name)
+        except Exception:
+            log.warning(
+                "could not release promotion lock %s; it expires within %s",
+                lock_name,
+                lease,
+                exc_info=True,
+            )
+
+
+def _acquire(
+    client, name: str, lock_name: str, owner: str, lease: timedelta, timeout_s: float
+) -> None:
+    from mlflow.exceptions import MlflowException
+
     deadline = time.monotonic() + timeout_s
     delay = 0.05
     while True:
@@ -251,19 +447,31 @@ def registry_lock(
             client.create_registered_model(
                 lock_name,
                 tags={
-                    f"{TAG_PREFIX}lock.owner": owner,
-                    f"{TAG_PREFIX}lock.expires_at": expires.isoformat(),
+                    LOCK_OWNER_TAG: owner,
+                    LOCK_EXPIRES_TAG: expires.isoformat(),
                     f"{TAG_PREFIX}kind": "lock",
                 },
                 description=f"transient promotion lock of {name}; safe to delete if stale",
             )
-            break
-        except MlflowException as exc:
-            # ALREADY_EXISTS: held. DOES_NOT_EXIST: released between our insert and the
-            # server's look-up of the holder. Either way, look again.
-            if not any(c in _error_code(exc) for c in ("ALREADY_EXISTS", "DOES_NOT_EXIST")):
+            return
+        except Exception as exc:
+            # ALREADY_EXISTS: held (maybe by us: a create committed, its reply lost, retried).
+            # DOES_NOT_EXIST: released between our insert and the server's look-up of the
+            # holder. Either way, look again. Anything else (the server unreachable after all
+            # retries) may still have committed our create: ours if the holder is us.
+            contended = isinstance(exc, MlflowException) and any(
+                c in _error_code(exc) for c in ("ALREADY_EXISTS", "DOES_NOT_EXIST")
+            )
+            if not contended:
+                holder = _lock_holder(client, lock_name)
+                if holder and holder[0] == owner:
+                    log.warning("promotion lock %s: create failed after it committed", lock_name)
+                    return
                 raise
         holder = _lock_holder(client, lock_name)
+        if holder and holder[0] == owner:
+            log.info("promotion lock %s: our create was committed and retried", lock_name)
+            return
         if holder and holder[1] < datetime.now(UTC):
             log.warning("breaking expired promotion lock of %s held by %s", name, holder[0])
             _delete_quietly(client, lock_name)
@@ -276,12 +484,6 @@ def registry_lock(
             )
         time.sleep(delay * (1 + random.random()))
         delay = min(delay * 2, 1.0)
-    try:
-        yield owner
-    finally:
-        holder = _lock_holder(client, lock_name)
-        if holder and holder[0] == owner:
-            _delete_quietly(client, lock_name)
 
 
 def _lock_holder(client, lock_name: str) -> tuple[str, datetime] | None:
@@ -291,8 +493,8 @@ def _lock_holder(client, lock_name: str) -> tuple[str, datetime] | None:
         tags = client.get_registered_model(lock_name).tags
     except MlflowException:
         return None
-    expires = tags.get(f"{TAG_PREFIX}lock.expires_at")
-    return tags.get(f"{TAG_PREFIX}lock.owner", "?"), (
+    expires = tags.get(LOCK_EXPIRES_TAG)
+    return tags.get(LOCK_OWNER_TAG, "?"), (
         datetime.fromisoformat(expires) if expires else datetime.max.replace(tzinfo=UTC)
     )
 
@@ -325,12 +527,15 @@ def apply_decision(
     reasons: list[str],
     decision_run_id: str | None = None,
 ) -> AliasState:
-    """Record a decision on the version and, if it promotes, move the aliases.
+    """If the decision promotes, move the aliases; then record the decision on the version.
 
     Runs under the registry lock and first checks that the champion is still
     ``expected_champion``. Order of writes on promotion: ``previous-champion`` first, then
     ``champion`` (the commit point), then the history tag; a crash in between leaves either
-    the old state or a new champion whose predecessor is still reachable.
+    the old state or a new champion whose predecessor is still reachable. The decision tags
+    on the version come only after that, with ``flashsale.promotion.decision`` last, so the
+    registry never shows a decision that was not applied. The caller marks its decision run
+    only once this returns.
 
     Raises:
         StaleDecisionError: the champion changed since the decision was made.
@@ -342,14 +547,6 @@ def apply_decision(
         if state.champion != expected_champion:
             raise StaleDecisionError(name, expected_champion, state.champion)
         verdict = "promoted" if promote else "rejected"
-        for key, value in {
-            DECISION_TAG: verdict,
-            REASONS_TAG: _truncate("; ".join(reasons)),
-            AGAINST_TAG: expected_champion or "none",
-            DECIDED_AT_TAG: now,
-            DECISION_RUN_TAG: decision_run_id or "",
-        }.items():
-            client.set_model_version_tag(name, version, key, value)
         if promote:
             history = list(state.history)
             if state.champion and history[-1:] != [state.champion]:
@@ -363,6 +560,14 @@ def apply_decision(
             client.set_registered_model_tag(
                 name, HISTORY_TAG, json.dumps([*history, version][-HISTORY_LIMIT:])
             )
+        for key, value in {
+            REASONS_TAG: _truncate("; ".join(reasons)),
+            AGAINST_TAG: expected_champion or "none",
+            DECIDED_AT_TAG: now,
+            DECISION_RUN_TAG: decision_run_id or "",
+            DECISION_TAG: verdict,
+        }.items():
+            client.set_model_version_tag(name, version, key, value)
         _record_last_action(
             client,
             name,

@@ -9,8 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from flashsale_ml.config import Settings
@@ -19,6 +22,11 @@ from flashsale_ml.lineage import code_version
 log = logging.getLogger(__name__)
 
 TAG_PREFIX = "flashsale."
+# A token the client generates for each run it creates. MLflow's client retries a create whose
+# reply was lost (the server had committed it), which makes a second run; the token finds both,
+# so the one the caller keeps is the only one left (see :func:`create_run_once`).
+CREATE_TOKEN_TAG = f"{TAG_PREFIX}create_token"
+DUPLICATE_OF_TAG = f"{TAG_PREFIX}duplicate_of"
 # MLflow 3's UI opens an experiment in its GenAI "Traces" view unless the experiment says it
 # holds model training; with this tag it opens on the runs table.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -72,8 +80,60 @@ def route_mlflow_logging() -> None:
     mlflow_logger.propagate = True
 
 
+_initialised_stores: set[str] = set()
+_initialise_guard = threading.Lock()
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for any other store)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def initialise_sqlite_store(tracking_uri: str) -> None:
+    """Create a fresh SQLite tracking store once, under a file lock next to the database.
+
+    MLflow creates its tables and runs its migrations the first time a process opens an empty
+    database, without any lock: two processes starting together on a fresh store both do it,
+    and the second dies with ``table experiments already exists`` (or ``duplicate column``).
+    Here the first process initialises it while holding ``<db>.init-lock`` (``fcntl.flock``);
+    the others wait and then find the tables in place. Once per database and process.
+    """
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        return
+    key = str(path.resolve())
+    with _initialise_guard:
+        if key in _initialised_stores:
+            return
+        import mlflow
+
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no cross-process lock to take
+            fcntl = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.with_name(path.name + ".init-lock").open("a") as lock_file:
+            if fcntl is not None:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                # Opening both stores creates (or verifies) the schema.
+                client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(lock_file, fcntl.LOCK_UN)
+        _initialised_stores.add(key)
+
+
 def configure(settings: Settings) -> str:
     """Point MLflow at the configured store and make sure the experiment exists.
+
+    A fresh SQLite store is initialised first, under a file lock (see
+    :func:`initialise_sqlite_store`).
 
     Returns:
         The experiment id.
@@ -81,6 +141,7 @@ def configure(settings: Settings) -> str:
     import mlflow
 
     route_mlflow_logging()
+    initialise_sqlite_store(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
@@ -119,21 +180,95 @@ def lineage_tags(settings: Settings, **extra: str | None) -> dict[str, str]:
     return tags
 
 
+def _runs_with_token(client: Any, experiment_id: str, token: str) -> list[Any]:
+    """Runs of the experiment created with ``token``, oldest first."""
+    runs = client.search_runs(
+        [experiment_id], f"tags.`{CREATE_TOKEN_TAG}` = '{token}'", max_results=100
+    )
+    return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+
+def _committed_run(client: Any, experiment_id: str, token: str) -> str | None:
+    """After a create failed: the run the server committed anyway, if any (oldest)."""
+    try:
+        runs = _runs_with_token(client, experiment_id, token)
+    except Exception:
+        return None
+    return runs[0].info.run_id if runs else None
+
+
+def drop_duplicate_runs(client: Any, experiment_id: str, token: str, keep: str) -> list[str]:
+    """Close and delete the runs a retried create made besides ``keep``; returns their ids.
+
+    A duplicate was made by the same call a moment earlier and has nothing logged to it yet,
+    so deleting it loses nothing. It is first marked KILLED and tagged with the run it
+    duplicates, so even a search that includes deleted runs shows no RUNNING leftover.
+    Best effort: a failure here is logged, never raised, because the kept run is sound.
+    """
+    try:
+        duplicates = [
+            r.info.run_id
+            for r in _runs_with_token(client, experiment_id, token)
+            if r.info.run_id != keep
+        ]
+    except Exception:
+        log.warning("could not look for duplicates of run %s", keep, exc_info=True)
+        return []
+    dropped = []
+    for run_id in duplicates:
+        try:
+            client.set_tag(run_id, DUPLICATE_OF_TAG, keep)
+            client.set_terminated(run_id, "KILLED")
+            client.delete_run(run_id)
+        except Exception:
+            log.warning("could not remove run %s, a duplicate of %s", run_id, keep, exc_info=True)
+            continue
+        dropped.append(run_id)
+        log.warning("deleted run %s: a retried create duplicated run %s", run_id, keep)
+    return dropped
+
+
+def create_run_once(client: Any, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
+    """``create_run`` that leaves exactly one run behind even when a reply is lost.
+
+    The run carries a fresh :data:`CREATE_TOKEN_TAG`. If the server committed the create but
+    the reply was lost, MLflow's client retries and a second run appears: the duplicates are
+    removed after the create. If every retry failed, a run the server did commit is adopted.
+    """
+    token = uuid.uuid4().hex
+    try:
+        run_id = client.create_run(
+            experiment_id, run_name=run_name, tags={**tags, CREATE_TOKEN_TAG: token}
+        ).info.run_id
+    except Exception as exc:
+        committed = _committed_run(client, experiment_id, token)
+        if committed is None:
+            raise
+        run_id = committed
+        log.warning("adopting run %s: its create was committed, the reply lost (%s)", run_id, exc)
+    drop_duplicate_runs(client, experiment_id, token, keep=run_id)
+    return run_id
+
+
 def start_pipeline_run(settings: Settings, name: str, tags: Mapping[str, str] | None = None) -> str:
-    """Create the parent run that groups one pipeline execution's step runs; returns its id."""
+    """Create the parent run that groups one pipeline execution's step runs; returns its id.
+
+    Exactly one parent run exists afterwards, even if the create's reply was lost and MLflow's
+    client retried it (see :func:`create_run_once`).
+    """
     import mlflow
 
-    configure(settings)
+    experiment_id = configure(settings)
     client = mlflow.MlflowClient()
-    experiment_id = client.get_experiment_by_name(settings.mlflow_experiment).experiment_id
-    run = client.create_run(
+    run_id = create_run_once(
+        client,
         experiment_id,
-        run_name=name,
-        tags={**lineage_tags(settings), **(tags or {}), f"{TAG_PREFIX}kind": "pipeline"},
+        name,
+        {**lineage_tags(settings), **(tags or {}), f"{TAG_PREFIX}kind": "pipeline"},
     )
-    client.log_dict(run.info.run_id, settings.public_dict(), "config/settings.json")
-    client.set_terminated(run.info.run_id, "RUNNING")
-    return run.info.run_id
+    client.log_dict(run_id, settings.public_dict(), "config/settings.json")
+    client.set_terminated(run_id, "RUNNING")
+    return run_id
 
 
 def finish_pipeline_run(settings: Settings, run_id: str, status: str = "FINISHED") -> None:
@@ -177,14 +312,34 @@ def step_run(
     parent_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> Iterator[Any]:
-    """A run for one pipeline step, nested under the pipeline run when one is given."""
+    """A run for one pipeline step, nested under the pipeline run when one is given.
+
+    Like :func:`create_run_once`, a create whose reply was lost leaves no second run behind.
+    """
     import mlflow
 
-    configure(settings)
-    all_tags = {**lineage_tags(settings), **(tags or {}), f"{TAG_PREFIX}step": name}
-    with mlflow.start_run(
-        run_name=name, parent_run_id=parent_run_id, tags=all_tags, nested=parent_run_id is not None
-    ) as run:
+    experiment_id = configure(settings)
+    token = uuid.uuid4().hex
+    all_tags = {
+        **lineage_tags(settings),
+        **(tags or {}),
+        f"{TAG_PREFIX}step": name,
+        CREATE_TOKEN_TAG: token,
+    }
+    nested = parent_run_id is not None
+    client = mlflow.MlflowClient()
+    try:
+        active = mlflow.start_run(
+            run_name=name, parent_run_id=parent_run_id, tags=all_tags, nested=nested
+        )
+    except Exception as exc:
+        committed = _committed_run(client, experiment_id, token)
+        if committed is None:
+            raise
+        log.warning("adopting %s run %s: create committed, reply lost (%s)", name, committed, exc)
+        active = mlflow.start_run(run_id=committed, nested=nested)
+    with active as run:
+        drop_duplicate_runs(client, experiment_id, token, keep=run.info.run_id)
         yield run
 
 

@@ -314,3 +314,81 @@ def test_racing_promotions_leave_consistent_aliases(stack: dict) -> None:
         tags = mlflow_client.get_model_version(name, outcome["version"]).tags
         assert tags[DECISION_TAG] == ("promoted" if outcome["promoted"] else "rejected")
     assert not mlflow_client.search_registered_models(f"name = '{name}{LOCK_SUFFIX}'")
+
+
+def test_a_promotion_race_supersedes_one_attempt_which_re_decides(
+    stack: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two promotions start together behind a barrier, and both decide against v1 before
+    either applies: one wins; the other's first attempt is refused as stale, recorded as
+    superseded, and re-decided against the winner."""
+    import mlflow
+
+    from flashsale_ml import promote as promote_module
+
+    settings = settings_for(stack, "barrier")
+    name = "barrier-propensity"
+    v1 = train_and_register(stack, settings, WEAK)
+    assert promote(settings, v1)["promoted"]
+    contenders = [
+        train_and_register(stack, settings, STRONG),
+        train_and_register(stack, settings.model_copy(update={"seed": 1234}), STRONG),
+    ]
+    start = threading.Barrier(2, timeout=120)
+    decided = threading.Barrier(2, timeout=300)
+    real_apply = promote_module.apply_decision
+    first_calls: list[str | None] = []
+
+    def apply_after_both_decided(settings_, name_, version, expected, *args, **kwargs):
+        if version not in first_calls:  # only each racer's first attempt waits
+            first_calls.append(version)
+            assert expected == v1  # both decided against the same champion
+            decided.wait()
+        return real_apply(settings_, name_, version, expected, *args, **kwargs)
+
+    monkeypatch.setattr(promote_module, "apply_decision", apply_after_both_decided)
+    outcomes: dict[str, dict] = {}
+    errors: list[BaseException] = []
+
+    def racer(version: str) -> None:
+        try:
+            start.wait()
+            outcomes[version] = promote_module.promote_version(settings, name, version)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+            start.abort()
+            decided.abort()
+
+    threads = [threading.Thread(target=racer, args=(v,)) for v in contenders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert not errors, errors
+    assert sorted(first_calls) == sorted(contenders)
+
+    winner = next(o for o in outcomes.values() if o["attempts"] == 1)
+    loser = next(o for o in outcomes.values() if o["attempts"] == 2)
+    assert winner["promoted"] and winner["against"] == v1
+    assert loser["against"] == winner["version"]  # re-decided against the new champion
+
+    mlflow_client = client(settings)
+    state = read_state(mlflow_client, name)
+    promoted = [v for v in (winner["version"], loser["version"]) if outcomes[v]["promoted"]]
+    assert state.history == [v1, *promoted], (state, outcomes)
+    # The loser's first promote_model run says it was superseded, and claims no decision.
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    runs = mlflow_client.search_runs(
+        [mlflow_client.get_run(loser["decision_run_id"]).info.experiment_id],
+        f"tags.`flashsale.challenger_version` = '{loser['version']}'",
+    )
+    superseded = [r for r in runs if promote_module.RUN_SUPERSEDED_TAG in r.data.tags]
+    assert len(superseded) == 1, [r.data.tags for r in runs]
+    tags = superseded[0].data.tags
+    assert (
+        f"made against champion {v1}, but the champion is now {winner['version']}"
+        in tags[promote_module.RUN_SUPERSEDED_TAG]
+    )
+    assert promote_module.RUN_DECISION_TAG not in tags
+    assert tags["flashsale.champion_version"] == v1
+    assert not mlflow_client.search_registered_models(f"name = '{name}{LOCK_SUFFIX}'")

@@ -1,0 +1,122 @@
+"""Promotion-gate bugs (issue 23): each lets a challenger through that a gate must stop, or
+breaks the evidence a gate relies on. Pure-decision bugs point at the fast unit tests; the
+registry's stale-decision check at the real-server race test."""
+
+from tools.mutation.run import Mutation
+
+P = "flashsale_ml/promotion.py"
+UNIT = "tests/test_promotion.py"
+SLOW_VALIDATION = f"{UNIT}::test_promotion_counts_only_a_passing_validation_of_every_table"
+E2E = "tests/e2e/test_registry_promotion.py"
+
+MUTATIONS = [
+    Mutation(
+        "a_interval_not_required",
+        P,
+        "better = interval.difference >= gates.min_improvement and interval.excludes_zero()",
+        "better = interval.difference >= gates.min_improvement",
+        (f"{UNIT}::test_the_interval_alone_rejects_a_gain_above_the_margin",),
+        "a +0.0044 AUC gain with a 95 % CI of -0.0041..+0.0128 is promoted on the margin alone",
+    ),
+    Mutation(
+        "b_champion_resampled_independently",
+        P,
+        "            return ranked_a.auc(w) - ranked_b.auc(w)",
+        "            return ranked_a.auc(w) - ranked_b.auc("
+        "np.bincount(rng.integers(0, n, n), minlength=n).astype(float))",
+        (
+            f"{UNIT}::test_identical_models_have_an_interval_of_exactly_zero",
+            f"{UNIT}::test_the_bootstrap_resamples_both_models_on_the_same_rows",
+            f"{UNIT}::test_a_paired_interval_is_much_narrower_for_correlated_models",
+        ),
+        "an unpaired bootstrap: the interval carries each model's own sampling noise",
+    ),
+    Mutation(
+        "c_absolute_ignores_max_ece",
+        P,
+        'absolute_ok = mine["auc"] >= gates.min_auc and mine["ece"] <= gates.max_ece',
+        'absolute_ok = mine["auc"] >= gates.min_auc',
+        (f"{UNIT}::test_the_absolute_gate_enforces_max_ece_on_its_own",),
+        "a well-ranking but badly miscalibrated first model becomes champion",
+    ),
+    Mutation(
+        "d_absolute_ignores_min_auc",
+        P,
+        'absolute_ok = mine["auc"] >= gates.min_auc and mine["ece"] <= gates.max_ece',
+        'absolute_ok = mine["ece"] <= gates.max_ece',
+        (f"{UNIT}::test_the_absolute_gate_enforces_min_auc_on_its_own",),
+        "a first model that cannot rank becomes champion",
+    ),
+    Mutation(
+        "e_holdout_ignores_leaking_champion",
+        P,
+        "    for evaluation in (challenger, champion):",
+        "    for evaluation in (challenger,):",
+        (f"{UNIT}::test_a_champion_fitted_on_the_holdout_blocks_the_comparison",),
+        "a champion fitted on the holdout campaign is compared on rows it has seen",
+    ),
+    Mutation(
+        "f_min_holdout_rows_ignored",
+        P,
+        "    if holdout.rows < gates.min_holdout_rows:",
+        "    if False:",
+        (f"{UNIT}::test_a_holdout_below_min_holdout_rows_is_refused",),
+        "a decision on a handful of rows",
+    ),
+    Mutation(
+        "g_min_holdout_rows_off_by_one",
+        P,
+        "    if holdout.rows < gates.min_holdout_rows:",
+        "    if holdout.rows <= gates.min_holdout_rows:",
+        (f"{UNIT}::test_a_holdout_below_min_holdout_rows_is_refused",),
+        "a holdout of exactly min_holdout_rows is refused",
+    ),
+    Mutation(
+        "h_validated_data_ignored",
+        P,
+        "            bool(challenger.data_validated),",
+        "            True,",
+        (f"{UNIT}::test_a_challenger_without_validated_data_is_refused",),
+        "a model trained on data that failed validation is promoted",
+    ),
+    Mutation(
+        "i_unknown_validation_counts_as_validated",
+        P,
+        "            bool(challenger.data_validated),",
+        "            challenger.data_validated is not False,",
+        (f"{UNIT}::test_a_challenger_without_validated_data_is_refused",),
+        "a model whose data was never validated is promoted",
+    ),
+    Mutation(
+        "j_calibration_in_the_large_ignored",
+        P,
+        "    results.append(in_the_large)",
+        "    results.append(CheckResult(in_the_large.name, True, in_the_large.detail))",
+        (f"{UNIT}::test_calibration_in_the_large_decides_for_a_first_model",),
+        "a model forecasting 35 % more buyers than there are is promoted",
+    ),
+    Mutation(
+        "k_partial_validation_counts",
+        "flashsale_ml/validation/report.py",
+        '        if payload.get("complete", True):',
+        "        if True:",
+        (SLOW_VALIDATION,),
+        "a validation of one table vouches for the whole training snapshot",
+    ),
+    Mutation(
+        "l_failed_validation_counts",
+        "flashsale_ml/promote.py",
+        '    return bool(report and report.get("success"))',
+        "    return bool(report)",
+        (SLOW_VALIDATION,),
+        "any full validation report, failed or not, passes the data gate",
+    ),
+    Mutation(
+        "m_stale_decision_applied",
+        "flashsale_ml/registry.py",
+        "        if state.champion != expected_champion:",
+        "        if False:",
+        (f"{E2E}::test_a_promotion_race_supersedes_one_attempt_which_re_decides",),
+        "two racing promotions both win against the same champion; no attempt is superseded",
+    ),
+]
