@@ -491,3 +491,20 @@ def test_row_count_bounds_agree_between_engines(tmp_path: Path) -> None:
         ):
             assert {f.rule for f in result.failures} == failing, (rows, result)
             assert {f.observed for f in result.failures} <= {rows}
+
+
+def test_two_validations_in_the_same_instant_keep_separate_reports(
+    base_frames: Frames, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Report folders were named by the second: two runs in one second overwrote each other."""
+    import flashsale_ml.validation.report as report_module
+
+    instant = datetime(2026, 1, 26, tzinfo=UTC)
+    monkeypatch.setattr(report_module, "utc_now", lambda: instant)  # both in one instant
+    lake = open_store(tmp_path.as_uri())
+    uri = _write(lake, {k: v.copy() for k, v in base_frames.items()})
+    first = validate_snapshot(uri, settings=DUCKDB)
+    second = validate_snapshot(uri, settings=DUCKDB)
+    assert first.report_uri != second.report_uri
+    assert lake.exists(first.report_uri.removeprefix(lake.uri("")).lstrip("/"))
+    assert lake.exists(second.report_uri.removeprefix(lake.uri("")).lstrip("/"))
