@@ -380,7 +380,9 @@ def test_a_promotion_race_supersedes_one_attempt_which_re_decides(
     mlflow.set_tracking_uri(settings.tracking_uri)
     runs = mlflow_client.search_runs(
         [mlflow_client.get_run(loser["decision_run_id"]).info.experiment_id],
-        f"tags.`flashsale.challenger_version` = '{loser['version']}'",
+        # Version numbers repeat across the models of this module's tests: filter by model too.
+        f"tags.`flashsale.challenger_version` = '{loser['version']}' "
+        f"and tags.`flashsale.registered_model` = '{name}'",
     )
     superseded = [r for r in runs if promote_module.RUN_SUPERSEDED_TAG in r.data.tags]
     assert len(superseded) == 1, [r.data.tags for r in runs]
