@@ -514,8 +514,19 @@ def _truncate(text: str) -> str:
 
 
 def _record_last_action(client, name: str, action: dict[str, Any]) -> None:
-    """The registered model's ``last_decision`` tag: a promotion, rejection or rollback."""
-    client.set_registered_model_tag(name, LAST_DECISION_TAG, _truncate(json.dumps(action)))
+    """The registered model's ``last_decision`` tag: one line a person reads on the Models page.
+
+    e.g. ``rejected v3 against v2 at 2026-11-30 11:10 UTC: primary: not significantly
+    better ...``; the structured record is on the version's decision tags and the run.
+    """
+    against = action.get("against") or action.get("from")
+    line = f"{action['action']} v{action['version']}"
+    if against:
+        line += f" {'from' if action['action'] == 'rollback' else 'against'} v{against}"
+    line += f" at {str(action['at'])[:16].replace('T', ' ')} UTC"
+    if action.get("reasons"):
+        line += ": " + "; ".join(action["reasons"])
+    client.set_registered_model_tag(name, LAST_DECISION_TAG, _truncate(line))
 
 
 def apply_decision(
@@ -642,7 +653,7 @@ class VersionDecision:
 class ModelStatus:
     state: AliasState
     versions: int
-    last_decision: dict[str, Any] | None
+    last_decision: str | None
     decisions: list[VersionDecision]
     champion_metrics: dict[str, str]
 
@@ -691,9 +702,7 @@ def status(settings: Settings, model: str | None = None, decisions: int = 5) -> 
             ModelStatus(
                 state,
                 len(versions),
-                json.loads(model_tags[LAST_DECISION_TAG])
-                if LAST_DECISION_TAG in model_tags
-                else None,
+                model_tags.get(LAST_DECISION_TAG),
                 [
                     VersionDecision(
                         str(v.version),
@@ -727,10 +736,7 @@ def format_status(statuses: list[ModelStatus]) -> str:
             f"  load with          models:/{st.name}@{CHAMPION}",
         ]
         if s.last_decision:
-            d = s.last_decision
-            lines.append(
-                f"  last action        {d.get('action')} v{d.get('version')} at {d.get('at')}"
-            )
+            lines.append(f"  last action        {s.last_decision[:160]}")
         for d in s.decisions:
             lines.append(
                 f"  v{d.version:<4} {d.decision:<9} vs {d.against:<5} {d.decided_at[:19]}  "

@@ -200,8 +200,14 @@ def test_champion_challenger_lifecycle(stack: dict, capsys: pytest.CaptureFixtur
         assert f"test_auc {v2_auc:.6g}" in report
         assert f"previous-champion  {v1}" in report
         assert f"v{v4:<4} rejected  vs {v2}" in report
+        # The Models page shows the last action as one readable line, not a JSON blob.
+        assert f"  last action        rejected v{v4} against v{v2} at " in report
         assert main(["registry", "rollback", "--model", name]) == 0
         assert f"champion is now version {v1}" in capsys.readouterr().out
+        last = mlflow_client.get_registered_model(name).tags["flashsale.last_decision"]
+        assert last.startswith(f"rollback v{v1} from v{v2} at ") and last.endswith(
+            ": manual rollback"
+        )
         # Nothing left to roll back to: a clear error, not a traceback.
         assert main(["registry", "rollback", "--model", name]) == 2
         assert "no previous champion" in capsys.readouterr().err
