@@ -48,7 +48,8 @@ format: install
 ## Browse runs, plots and registered models of the demo.
 mlflow-ui: install
 	mkdir -p $(HOME_DIR)/mlartifacts
-	exec $(CURDIR)/$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
+	exec env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+	  $(abspath $(BIN))/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
 	  --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
 	  --default-artifact-root file://$(HOME_DIR)/mlartifacts --no-serve-artifacts
 
@@ -58,13 +59,13 @@ mlflow-ui: install
 ## `make mlflow-ui` serves. umask 077: the generated admin password file is readable by you only.
 airflow-ui: install
 	umask 077 && mkdir -p $(HOME_DIR)/airflow && \
-	PATH="$(CURDIR)/$(BIN):$$PATH" \
+	PATH="$(abspath $(BIN)):$$PATH" \
 	AIRFLOW_HOME=$(HOME_DIR)/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	FLASHSALE_HOME=$(HOME_DIR) FLASHSALE_MLFLOW_TRACKING_URI=sqlite:///$(HOME_DIR)/mlflow.db \
-	exec $(CURDIR)/$(BIN)/airflow standalone
+	exec $(abspath $(BIN))/airflow standalone
 
 ## Re-resolve and pin every dependency (run after changing pyproject.toml).
 constraints:

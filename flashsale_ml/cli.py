@@ -67,6 +67,10 @@ def _snapshot_ref(value: str) -> str:
         return resolve_snapshot_uri(value)
     except DataError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    except Exception as exc:  # an unreachable lake: a one-line message, not a traceback
+        raise argparse.ArgumentTypeError(
+            f"cannot look up {value}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -233,14 +237,13 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         training = steps.train_propensity(features, parent)
         registered = steps.register_model(training["run_id"], "propensity")
         promotion = steps.promote_model(registered["version"], "propensity", parent)
-    except BaseException as failure:
+    except BaseException:
         try:
             steps.finish_pipeline(parent, "FAILED")
         except Exception as exc:  # the tracking server may be what failed
             logging.getLogger(__name__).warning(
                 "could not mark pipeline run %s FAILED (%s)", parent, type(exc).__name__
             )
-            raise failure from None
         raise
     steps.finish_pipeline(parent, "FINISHED")
     _print(
@@ -268,12 +271,10 @@ def _repo_dags_folder() -> Path:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the training DAG through Airflow against a real MLflow server, then explain it."""
-    import mlflow
 
     from flashsale_ml import demo
     from flashsale_ml.config import get_settings
     from flashsale_ml.devstack import MlflowServer, _bin
-    from flashsale_ml.registry import DECISION_TAG, REASONS_TAG
 
     settings = get_settings()
     home = settings.resolved_home
@@ -313,7 +314,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if state != "success":
                 print(f"DAG run {state}; see {log_path}", file=sys.stderr)
                 return 1
-            summary = _demo_summary(mlflow, server.url, settings, DECISION_TAG, REASONS_TAG)
+            summary = _demo_summary(server.url, settings)
     except demo.DemoError as exc:
         print(f"flashsale demo: {exc}", file=sys.stderr)
         return 1
@@ -322,8 +323,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_summary(mlflow, server_url: str, settings, decision_tag: str, reasons_tag: str) -> str:
+def _demo_summary(server_url: str, settings) -> str:
     """What the demo made, in words: the models, the decision and where to look."""
+    import mlflow
+
+    from flashsale_ml.registry import DECISION_TAG, REASONS_TAG
     from flashsale_ml.tracking import runs_view_url
 
     mlflow.set_tracking_uri(server_url)
@@ -343,10 +347,12 @@ def _demo_summary(mlflow, server_url: str, settings, decision_tag: str, reasons_
     deep_auc = deep[0].data.metrics.get("test_auc", float("nan")) if deep else float("nan")
     metrics = training.data.metrics
     aliases = ", ".join(newest.aliases) or "none"
-    decision = newest.tags.get(decision_tag, "not decided")
-    reasons = newest.tags.get(reasons_tag, "")
+    decision = newest.tags.get(DECISION_TAG, "not decided")
+    reasons = newest.tags.get(REASONS_TAG, "")
     home = settings.resolved_home
-    runs_url = runs_view_url("http://127.0.0.1:5000", experiment.experiment_id)
+    # Where `make mlflow-ui` serves this store (MLFLOW_PORT moves it).
+    ui_url = f"http://127.0.0.1:{os.environ.get('MLFLOW_PORT', '5000')}"
+    runs_url = runs_view_url(ui_url, experiment.experiment_id)
     reason_lines = "\n".join(
         textwrap.fill(reason, width=96, initial_indent="    - ", subsequent_indent="      ")
         for reason in reasons.split("; ")

@@ -247,8 +247,7 @@ class SnapshotWriter:
         uri = writer.uri   # only valid after a clean exit
 
     Opening a writer first removes the stale uncommitted leftovers of ``dataset`` (see
-    :func:`collect_garbage`); ``staging_max_age`` overrides the ``staging_max_age_hours``
-    setting for that.
+    :func:`collect_garbage`, with the ``staging_max_age_hours`` setting).
     """
 
     def __init__(
@@ -259,7 +258,6 @@ class SnapshotWriter:
         snapshot_id: str | None = None,
         compression: str = "zstd",
         row_group_size: int = 1 << 20,
-        staging_max_age: timedelta | None = None,
     ) -> None:
         self.lake = lake
         self.dataset = dataset
@@ -267,7 +265,6 @@ class SnapshotWriter:
         self.metadata = dict(metadata or {})
         self.compression = compression
         self.row_group_size = row_group_size
-        self.staging_max_age = staging_max_age
         self.final_key = f"datasets/{dataset}/{self.snapshot_id}"
         self.staging_key = (
             f"datasets/{dataset}/{STAGING_PREFIX}{self.snapshot_id}"
@@ -287,7 +284,7 @@ class SnapshotWriter:
         if self.lake.exists(f"{self.final_key}/{MANIFEST}"):
             raise StorageError(f"snapshot {self.uri} already exists; snapshots are immutable")
         try:
-            collect_garbage(self.lake, self.staging_max_age, datasets=[self.dataset], uploads=False)
+            collect_garbage(self.lake, None, datasets=[self.dataset], uploads=False, scratch=False)
         except Exception as exc:  # housekeeping must never stop a write
             log.warning("could not collect stale staging areas of %s: %s", self.dataset, exc)
         self._guarded = _guard.acquire()
@@ -409,7 +406,14 @@ class SnapshotWriter:
                             "committed snapshot %s (%s)", self.uri, _row_summary(self.manifest)
                         )
                     else:
-                        self._abort(exc_type.__name__)
+                        try:
+                            self._abort(exc_type.__name__)
+                        except Exception as abort_error:  # keep the error in flight visible
+                            log.warning(
+                                "could not remove the staged parts of %s: %s",
+                                self.uri,
+                                abort_error,
+                            )
                 finally:
                     if self._scratch is not None:
                         import shutil

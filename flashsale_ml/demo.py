@@ -113,9 +113,18 @@ class AirflowCli:
 
 
 def run_on_scheduler(
-    airflow: AirflowCli, conf: dict[str, Any], log_path: Path, poll_s: float = 10.0
+    airflow: AirflowCli,
+    conf: dict[str, Any],
+    log_path: Path,
+    poll_s: float = 10.0,
+    timeout_s: float = 4 * 3600,
 ) -> str:
-    """Trigger the DAG on the running scheduler and follow it; returns the final state."""
+    """Trigger the DAG on the running scheduler and follow it; returns the final state.
+
+    Raises:
+        DemoError: the scheduler stopped while the run was unfinished, or ``timeout_s`` passed
+            (the run goes on in Airflow; the demo stops waiting for it).
+    """
     run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
     deadline = time.monotonic() + 120
     while True:  # the dag processor may not have parsed the DAG yet right after start-up
@@ -131,8 +140,11 @@ def run_on_scheduler(
     print(f"  triggered run {run_id}; follow it at the Airflow UI", flush=True)
     shown: dict[str, str] = {}
     with log_path.open("w") as log_file:
+        give_up = time.monotonic() + timeout_s
         while True:
             time.sleep(poll_s)
+            if time.monotonic() > give_up:
+                raise DemoError(f"run {run_id} unfinished after {timeout_s:.0f} s; see the UI")
             states = {
                 s["task_id"]: s["state"] or "none"
                 for s in airflow.json("tasks", "states-for-dag-run", DAG_ID, run_id)
@@ -146,6 +158,11 @@ def run_on_scheduler(
             runs = [r for r in airflow.json("dags", "list-runs", DAG_ID) if r["run_id"] == run_id]
             if runs and runs[0]["state"] in TERMINAL_STATES:
                 return runs[0]["state"]
+            if not airflow.scheduler_alive():
+                raise DemoError(
+                    f"the Airflow scheduler stopped while run {run_id} was unfinished; start "
+                    "`make airflow-ui` again and it resumes, or run `make demo` without it"
+                )
 
 
 def run_with_dags_test(airflow: AirflowCli, conf: dict[str, Any], log_path: Path) -> str:

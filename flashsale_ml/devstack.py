@@ -177,7 +177,10 @@ class MlflowServer(_Server):
         workers: int = 2,
         startup_timeout: float = 120,
     ) -> None:
-        super().__init__(workdir, port, env, startup_timeout)
+        # MLflow 3's server starts ~9 job-runner processes (GenAI trace rollups, judges) that
+        # this project never uses; on a 2-core machine they compete with training.
+        quiet = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        super().__init__(workdir, port, {**quiet, **(env or {})}, startup_timeout)
         self.backend_db = Path(backend_db).resolve()
         self.artifacts = artifacts
         self.workers = workers

@@ -42,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flashsale_ml.config import Settings
-from flashsale_ml.tracking import TAG_PREFIX, configure
+from flashsale_ml.tracking import DUPLICATE_OF_TAG, TAG_PREFIX, configure
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,6 @@ LOCK_OWNER_TAG = f"{TAG_PREFIX}lock.owner"
 LOCK_EXPIRES_TAG = f"{TAG_PREFIX}lock.expires_at"
 # On a version a retried create made twice but that could not be deleted (an alias or a
 # decision points at it): the version of the same training run that registration kept.
-DUPLICATE_OF_TAG = f"{TAG_PREFIX}duplicate_of"
 HISTORY_LIMIT = 50
 TAG_VALUE_LIMIT = 5000
 

@@ -100,6 +100,8 @@ def run_one(mutation: Mutation, copy: Path, python: str) -> dict:
             text=True,
             timeout=1800,
         )
+    except subprocess.TimeoutExpired:
+        return {"name": mutation.name, "status": "timeout", "detail": "tests ran past 30 min"}
     finally:
         path.write_text(original)
     failed = re.findall(r"^FAILED (\S+)", proc.stdout, re.M)
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, mutations in catalogues(args.catalogue).items()
     }
     results = []
-    with tempfile.TemporaryDirectory(prefix="flashsale-mutation-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mutation-copy-") as tmp:
         copy = Path(tmp)
         copy_tree(copy)
         for catalogue, mutations in selected.items():

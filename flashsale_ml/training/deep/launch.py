@@ -183,7 +183,13 @@ def run_relayed(cmd: list[str], env: dict[str, str], relay: OutputRelay) -> int:
                 relay.emit(line)
             return process.wait()
         except BaseException:
-            process.kill()
+            # SIGTERM first: torchrun forwards it to its workers; a SIGKILL would orphan them
+            # (holding cores, GPUs and the rendezvous port).
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
             raise
 
 
