@@ -104,6 +104,10 @@ class RegistryLockTimeout(RegistryError):
     pass
 
 
+class PromotionLockLost(RegistryError):
+    """The lock's lease ran out while its holder was still deciding; nothing was written."""
+
+
 @dataclass(frozen=True)
 class RegisteredVersion:
     name: str
@@ -433,6 +437,24 @@ def registry_lock(
             )
 
 
+def ensure_lock_held(client, name: str, owner: str) -> None:
+    """Check, right before an alias write, that ``owner`` still holds the promotion lock.
+
+    The lease is renewed in the background, but a tracking server that stalls longer than the
+    lease lets a waiter break the lock; two holders would then both write against the same
+    champion. Re-reading the holder before writing closes that window to one round trip.
+
+    Raises:
+        PromotionLockLost: someone else holds the lock now (or nobody does).
+    """
+    holder = _lock_holder(client, f"{name}{LOCK_SUFFIX}")
+    if not holder or holder[0] != owner:
+        raise PromotionLockLost(
+            f"{name}: the promotion lock passed to {holder[0] if holder else 'nobody'} while "
+            f"{owner} was deciding (its lease ran out); nothing was written, run it again"
+        )
+
+
 def _acquire(
     client, name: str, lock_name: str, owner: str, lease: timedelta, timeout_s: float
 ) -> None:
@@ -552,10 +574,11 @@ def apply_decision(
     """
     client = _client(settings)
     now = datetime.now(UTC).isoformat()
-    with registry_lock(client, name, timeout_s=settings.registry_lock_timeout_s):
+    with registry_lock(client, name, timeout_s=settings.registry_lock_timeout_s) as owner:
         state = read_state(client, name)
         if state.champion != expected_champion:
             raise StaleDecisionError(name, expected_champion, state.champion)
+        ensure_lock_held(client, name, owner)
         verdict = "promoted" if promote else "rejected"
         if promote:
             history = list(state.history)
@@ -604,7 +627,7 @@ def rollback(settings: Settings, model: str, reason: str = "manual rollback") ->
     name = resolve_name(model, settings)
     client = _client(settings)
     now = datetime.now(UTC).isoformat()
-    with registry_lock(client, name, timeout_s=settings.registry_lock_timeout_s):
+    with registry_lock(client, name, timeout_s=settings.registry_lock_timeout_s) as owner:
         state = read_state(client, name)
         target = state.previous_champion
         if not target or not state.champion:
@@ -612,6 +635,7 @@ def rollback(settings: Settings, model: str, reason: str = "manual rollback") ->
                 f"{name}: no previous champion to roll back to "
                 f"(champion {state.champion or 'none'}, history {state.history or 'empty'})"
             )
+        ensure_lock_held(client, name, owner)
         history = state.history or [target, state.champion]
         position = len(history) - 1 - history[::-1].index(target) if target in history else None
         before = history[position - 1] if position else None

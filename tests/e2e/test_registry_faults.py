@@ -336,3 +336,24 @@ def test_a_decision_that_was_not_applied_is_not_claimed(
     assert rule.dropped == 1
     assert_nothing_claimed("MlflowException")
     assert not mlflow_client.search_registered_models(f"name = '{lock}'")
+
+
+def test_a_holder_whose_lock_passed_on_writes_nothing(stack: dict) -> None:
+    """A server stall longer than the lease lets a waiter break the lock; the first holder must
+    then not write. ``ensure_lock_held`` runs right before every alias write."""
+    from flashsale_ml.registry import LOCK_SUFFIX, PromotionLockLost, ensure_lock_held
+
+    settings = settings_for(stack, "lost")
+    name = "lost-model"
+    mlflow_client = client(settings)
+    with registry_lock(mlflow_client, name, timeout_s=30.0) as owner:
+        ensure_lock_held(mlflow_client, name, owner)  # still ours: no error
+        # The lease ran out during a stall and a waiter took the lock over.
+        mlflow_client.delete_registered_model(f"{name}{LOCK_SUFFIX}")
+        with pytest.raises(PromotionLockLost, match="nothing was written"):
+            ensure_lock_held(mlflow_client, name, owner)
+        with (
+            registry_lock(mlflow_client, name, owner="waiter:1:x", timeout_s=5.0),
+            pytest.raises(PromotionLockLost, match="passed to waiter:1:x"),
+        ):
+            ensure_lock_held(mlflow_client, name, owner)
