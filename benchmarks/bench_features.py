@@ -39,7 +39,7 @@ from _measure import Measurement, run_measured
 
 DUCKDB_USER_GROUP = """
 from flashsale_ml.datasets import Snapshot
-from flashsale_ml.features.build import Cutoff, connect, propensity_features
+from flashsale_ml.features.sql import Cutoff, connect, propensity_features
 from datetime import datetime
 s = Snapshot({uri!r})
 con = connect({{t: s.local_files(t) for t in
@@ -86,7 +86,7 @@ FROM agg LEFT JOIN buys USING (user_id) LEFT JOIN cats USING (user_id)
 """
 DUCKDB_SAME_COLUMNS = """
 from flashsale_ml.datasets import Snapshot
-from flashsale_ml.features.build import HOUR_SUMS, connect, preferred_hour_sql
+from flashsale_ml.features.sql import HOUR_SUMS, connect, preferred_hour_sql
 from datetime import datetime
 import sys
 s = Snapshot({uri!r})

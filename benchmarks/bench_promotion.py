@@ -21,16 +21,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000)
     args = parser.parse_args()
 
-    from flashsale_ml.config import PromotionGates
-    from flashsale_ml.promotion import (
-        HoldoutWindow,
-        ModelEvaluation,
-        decide_promotion,
-        paired_bootstrap,
-        value_tiers,
-    )
+    from flashsale_ml.evaluation.bootstrap import paired_bootstrap
+    from flashsale_ml.evaluation.segments import value_tiers
+    from flashsale_ml.models.propensity.gates import PropensityGates
+    from flashsale_ml.promotion.decision import ModelEvaluation, decide_promotion
+    from flashsale_ml.promotion.holdout import HoldoutWindow
 
-    gates = PromotionGates(bootstrap_samples=args.samples)
+    gates = PropensityGates(bootstrap_samples=args.samples)
     for rows in args.rows:
         rng = np.random.default_rng(0)
         signal = rng.normal(size=rows)

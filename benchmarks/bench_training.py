@@ -53,20 +53,20 @@ def main() -> None:
 
     from flashsale_ml.config import Settings
     from flashsale_ml.datasets import Snapshot, list_snapshots
+    from flashsale_ml.evaluation.binary import binary_metrics
     from flashsale_ml.features import build_features
-    from flashsale_ml.features.build import LABEL
-    from flashsale_ml.simulation.oracle import oracle_scores
-    from flashsale_ml.storage import open_store
-    from flashsale_ml.training.deep.launch import Launch, train_propensity_deep
-    from flashsale_ml.training.deep.model import DeepConfig
-    from flashsale_ml.training.metrics import binary_metrics
-    from flashsale_ml.training.propensity_lgbm import (
+    from flashsale_ml.features.sql import LABEL
+    from flashsale_ml.models.propensity.dcn.network import DeepConfig
+    from flashsale_ml.models.propensity.lgbm import (
         CATEGORY_VOCAB,
         LgbmConfig,
         encode_features,
         time_split,
         train_propensity_lgbm,
     )
+    from flashsale_ml.simulation.oracle import oracle_scores
+    from flashsale_ml.storage import open_store
+    from flashsale_ml.training.distributed import Launch, train_propensity_deep
 
     def emit(row: dict) -> None:
         print(json.dumps(row), flush=True)
@@ -179,16 +179,16 @@ def wrapper_overhead(lake, features: str, frame, rows: int, settings, repeat: in
     import pyarrow as pa
 
     from flashsale_ml.datasets import Snapshot, SnapshotWriter
-    from flashsale_ml.features.build import LABEL
-    from flashsale_ml.tracking import configure
-    from flashsale_ml.training.pipeline import train_propensity_lgbm_step
-    from flashsale_ml.training.propensity_lgbm import (
+    from flashsale_ml.features.sql import LABEL
+    from flashsale_ml.models.propensity.lgbm import (
         CATEGORY_VOCAB,
         LgbmConfig,
         encode_features,
         lgbm_params,
         time_split,
     )
+    from flashsale_ml.tracking import configure
+    from flashsale_ml.training.runner import train_propensity_lgbm_step
 
     reps = -(-rows // len(frame))
     tiled = pd.concat([frame] * reps, ignore_index=True)
@@ -288,8 +288,8 @@ def bare_training_job(files, config) -> float:
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from flashsale_ml.features.build import LABEL
-    from flashsale_ml.training.propensity_lgbm import (
+    from flashsale_ml.features.sql import LABEL
+    from flashsale_ml.models.propensity.lgbm import (
         CATEGORY_VOCAB,
         FEATURES,
         TRAINING_COLUMNS,

@@ -19,7 +19,7 @@ DistributedDataParallel under torchrun (logged for comparison).
   fitted on. The challenger becomes `champion` only if it passed validation and behavioural
   checks and beats the champion by the configured margin with a paired-bootstrap interval that
   excludes zero, without losing calibration or AUC in any value tier. The old champion keeps
-  `previous-champion`; `flashsale registry rollback --model propensity` undoes a promotion.
+  `previous-champion`; `flashsale registry rollback --model <kind>` undoes a promotion.
   The decision and its reasons are on the `promote_model` run and on the version's tags; a
   rejected challenger is not a failed task.
 * **Storage**: `FLASHSALE_STORAGE_ROOT` (local folder or `s3://`); tasks pass URIs, never data.
@@ -35,6 +35,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
+
+# Light (no LightGBM, torch, DuckDB or MLflow): the list of model kinds and their branches.
+from flashsale_ml.models import training_branches
 
 
 def _step(step_name: str, /, *args: Any, **kwargs: Any) -> Any:
@@ -71,7 +74,7 @@ DEFAULT_ARGS = {
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    tags=["flashsale", "training", "propensity"],
+    tags=["flashsale", "training"],
     doc_md=__doc__,
     params={
         "users": Param(
@@ -139,44 +142,36 @@ def flashsale_training_pipeline() -> None:
         return _step("build_features", raw_uri, parent_run_id)
 
     @task
-    def train_propensity(features_uri: str, parent_run_id: str) -> dict[str, Any]:
-        return _step("train_propensity", features_uri, parent_run_id)
+    def train_branch(
+        task_id: str, features_uri: str, parent_run_id: str, params: dict[str, str]
+    ) -> dict[str, Any]:
+        """Train one branch; ``params`` maps the flavor's options to this run's form fields.
 
-    @task
-    def train_propensity_deep(features_uri: str, parent_run_id: str) -> dict[str, Any]:
-        """DCN-v2 with DistributedDataParallel, launched by torchrun from inside the task.
-
-        Single node here; multi-node runs use one such task per node (e.g. KubernetesPodOperator)
-        with a shared c10d rendezvous endpoint.
+        The deep branch runs DCN-v2 with DistributedDataParallel, launched by torchrun from
+        inside the task: single node here; multi-node runs use one such task per node (e.g.
+        KubernetesPodOperator) with a shared c10d rendezvous endpoint.
         """
-        params = get_current_context()["params"]
-        return _step(
-            "train_propensity_deep",
-            features_uri,
-            parent_run_id,
-            nproc_per_node=params["deep_nproc_per_node"],
-            epochs=params["deep_epochs"],
-        )
+        form = get_current_context()["params"]
+        options = {option: form[field] for option, field in params.items()}
+        return _step("train_branch", task_id, features_uri, parent_run_id, **options)
 
     @task
-    def register_model(training: dict[str, Any]) -> dict[str, Any]:
-        return _step("register_model", training["run_id"], model_kind="propensity")
+    def register_model(training: dict[str, Any], kind: str) -> dict[str, Any]:
+        return _step("register_model", training["run_id"], kind)
 
     @task
-    def promote_model(registered: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
+    def promote_model(registered: dict[str, Any], kind: str, parent_run_id: str) -> dict[str, Any]:
         """Champion/challenger gates on the newest holdout; moves aliases only on a pass."""
-        return _step("promote_model", registered["version"], "propensity", parent_run_id)
+        return _step("promote_model", registered["version"], kind, parent_run_id)
 
     @task(retries=0)
-    def finish_pipeline(
-        parent_run_id: str, promoted: dict[str, Any] | None, deep: dict[str, Any] | None
-    ) -> str:
-        """Close the MLflow parent run, FAILED unless every training task succeeded.
+    def finish_pipeline(parent_run_id: str, outcomes: list[dict[str, Any] | None]) -> str:
+        """Close the MLflow parent run, FAILED unless every training branch succeeded.
 
         A teardown: it runs whatever happened upstream, and (unlike an ``all_done`` leaf) it
         does not turn a failed DAG run green.
         """
-        status = "FINISHED" if promoted and deep else "FAILED"
+        status = "FINISHED" if all(outcomes) else "FAILED"
         _step("finish_pipeline", parent_run_id, status)
         return status
 
@@ -185,10 +180,28 @@ def flashsale_training_pipeline() -> None:
     validated = validate_data(raw, parent)
     features = build_features(raw, parent)
     validated >> features  # never build features from data that failed validation
-    registered = register_model(train_propensity(features, parent))
-    promoted = promote_model(registered, parent)
-    deep = train_propensity_deep(features, parent)
-    finish_pipeline(parent, promoted, deep).as_teardown(setups=parent)
+    # The training branches come from the model kinds (flashsale_ml.models): the same list
+    # `flashsale pipeline` runs. A branch that promotes is registered and judged; the others
+    # are trained and logged for comparison.
+    outcomes = []
+    promoting = [b for b in training_branches() if b.promote]
+    for branch in training_branches():
+        trained = train_branch.override(task_id=branch.task_id)(
+            branch.task_id, features, parent, dict(branch.params)
+        )
+        if not branch.promote:
+            outcomes.append(trained)
+            continue
+        suffix = "" if len(promoting) == 1 else f"_{branch.task_id}"
+        registered = register_model.override(task_id=f"register_model{suffix}")(
+            trained, branch.kind
+        )
+        outcomes.append(
+            promote_model.override(task_id=f"promote_model{suffix}")(
+                registered, branch.kind, parent
+            )
+        )
+    finish_pipeline(parent, outcomes).as_teardown(setups=parent)
 
 
 flashsale_training_pipeline()

@@ -150,19 +150,20 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from flashsale_ml import steps
 
-    if args.model == "propensity-deep":
-        result = steps.train_propensity_deep(
-            args.features,
-            nproc_per_node=args.nproc_per_node,
-            nnodes=args.nnodes,
-            epochs=args.epochs,
-        )
-    else:
-        result = steps.train_propensity(args.features)
+    options = {
+        key: value
+        for key, value in {
+            "nproc_per_node": args.nproc_per_node,
+            "nnodes": args.nnodes,
+            "epochs": args.epochs,
+        }.items()
+        if value is not None
+    }
+    result = steps.train_model(args.features, args.model, args.flavor, **options)
     if args.register or args.promote:
-        result["registered"] = steps.register_model(result["run_id"], "propensity")
+        result["registered"] = steps.register_model(result["run_id"], args.model)
     if args.promote:
-        result["promotion"] = steps.promote_model(result["registered"]["version"], "propensity")
+        result["promotion"] = steps.promote_model(result["registered"]["version"], args.model)
     _print(result)
     return 0
 
@@ -186,7 +187,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
                 f"(previous-champion: {state.previous_champion or 'none'})"
             )
         else:
-            from flashsale_ml.promote import promote_version
+            from flashsale_ml.promotion.flow import promote_version
 
             _print(promote_version(settings, args.model, args.version, features_uri=args.features))
     except RegistryError as exc:
@@ -226,37 +227,30 @@ def _positive_float(value: str) -> float:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    """All steps in-process, without Airflow (same functions the DAG calls)."""
+    """All steps in-process, without Airflow: the DAG's steps and training branches."""
     from flashsale_ml import steps
 
-    parent = steps.start_pipeline(f"cli-pipeline/{time.strftime('%Y%m%dT%H%M%S')}")
-    try:
-        raw = steps.generate_data(parent, users=args.users, days=args.days)
-        validation = steps.validate_data(raw, parent)
-        features = steps.build_features(raw, parent)
-        training = steps.train_propensity(features, parent)
-        registered = steps.register_model(training["run_id"], "propensity")
-        promotion = steps.promote_model(registered["version"], "propensity", parent)
-    except BaseException:
-        try:
-            steps.finish_pipeline(parent, "FAILED")
-        except Exception as exc:  # the tracking server may be what failed
-            logging.getLogger(__name__).warning(
-                "could not mark pipeline run %s FAILED (%s)", parent, type(exc).__name__
-            )
-        raise
-    steps.finish_pipeline(parent, "FINISHED")
-    _print(
-        {
-            "pipeline_run_id": parent,
-            "raw_uri": raw,
-            "validation": validation,
-            "features_uri": features,
-            "training": training,
-            "registered": registered,
-            "promotion": promotion,
-        }
+    branch_options = {}
+    if args.deep_epochs is not None or args.nproc_per_node is not None:
+        from flashsale_ml.models import training_branches
+
+        # The DAG's form sets these params; here the flags do, for the branches that read them.
+        given = {"deep_epochs": args.deep_epochs, "deep_nproc_per_node": args.nproc_per_node}
+        for branch in training_branches():
+            chosen = {
+                option: given[param]
+                for option, param in branch.params.items()
+                if given.get(param) is not None
+            }
+            if chosen:
+                branch_options[branch.task_id] = chosen
+    summary = steps.run_pipeline(
+        f"cli-pipeline/{time.strftime('%Y%m%dT%H%M%S')}",
+        users=args.users,
+        days=args.days,
+        branch_options=branch_options,
     )
+    _print(summary)
     return 0
 
 
@@ -325,34 +319,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo_summary(server_url: str, settings) -> str:
     """What the demo made, in words: the models, the decision and where to look."""
-    import mlflow
+    from flashsale_ml.models import get_flavor, training_branches
+    from flashsale_ml.registry import DECISION_TAG, REASONS_TAG, newest_version
+    from flashsale_ml.tracking import runs_view_url, sibling_step_metrics
 
-    from flashsale_ml.registry import DECISION_TAG, REASONS_TAG
-    from flashsale_ml.tracking import runs_view_url
-
-    mlflow.set_tracking_uri(server_url)
-    client = mlflow.MlflowClient()
-    name = settings.registered_model_name("propensity")
-    newest_number = max(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
-    # search results leave aliases empty; a direct lookup fills them in
-    newest = client.get_model_version(name, str(newest_number))
-    training = client.get_run(newest.run_id)
-    experiment = client.get_experiment(training.info.experiment_id)
-    parent_id = training.data.tags.get("mlflow.parentRunId")
-    deep = client.search_runs(
-        [experiment.experiment_id],
-        f"tags.mlflow.parentRunId = '{parent_id}' and tags.`flashsale.step` = "
-        "'train_propensity_deep'",
+    settings = settings.model_copy(update={"mlflow_tracking_uri": server_url})
+    branches = training_branches()
+    promoted = next(b for b in branches if b.promote)
+    compared = next((b for b in branches if not b.promote), None)
+    name = settings.registered_model_name(promoted.kind)
+    newest = newest_version(settings, name)
+    deep = (
+        sibling_step_metrics(
+            settings,
+            newest.experiment_id,
+            newest.parent_run_id,
+            get_flavor(compared.kind, compared.flavor).step_name,
+        )
+        if compared
+        else {}
     )
-    deep_auc = deep[0].data.metrics.get("test_auc", float("nan")) if deep else float("nan")
-    metrics = training.data.metrics
+    deep_auc = deep.get("test_auc", float("nan"))
+    metrics = newest.run_metrics
     aliases = ", ".join(newest.aliases) or "none"
     decision = newest.tags.get(DECISION_TAG, "not decided")
     reasons = newest.tags.get(REASONS_TAG, "")
     home = settings.resolved_home
     # Where `make mlflow-ui` serves this store (MLFLOW_PORT moves it).
     ui_url = f"http://127.0.0.1:{os.environ.get('MLFLOW_PORT', '5000')}"
-    runs_url = runs_view_url(ui_url, experiment.experiment_id)
+    runs_url = runs_view_url(ui_url, newest.experiment_id)
     reason_lines = "\n".join(
         textwrap.fill(reason, width=96, initial_indent="    - ", subsequent_indent="      ")
         for reason in reasons.split("; ")
@@ -382,6 +377,8 @@ Run `make demo` again: the shop moves on a week and the new model is judged agai
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flashsale_ml.models import get_kind, kind_names
+
     parser = argparse.ArgumentParser(
         prog="flashsale",
         description="flashsale-ml: simulate or ingest shop data, validate it, build "
@@ -438,13 +435,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("train", help="train a model on a feature snapshot")
+    kinds = kind_names()
+    p = sub.add_parser("train", help="train a model kind (one of its flavors) on features")
+    p.add_argument("--model", default=kinds[0], choices=kinds, help="model kind")
     p.add_argument(
-        "--model", default="propensity-lgbm", choices=["propensity-lgbm", "propensity-deep"]
+        "--flavor",
+        default=None,
+        help="how to fit it: "
+        + "; ".join(f"{k}: {', '.join(get_kind(k).flavors)}" for k in kinds)
+        + " (default: the kind's first)",
     )
-    p.add_argument("--nproc-per-node", type=int, default=2, help="deep model: processes")
-    p.add_argument("--nnodes", type=int, default=1, help="deep model: nodes")
-    p.add_argument("--epochs", type=int, default=None, help="deep model: epochs")
+    p.add_argument("--nproc-per-node", type=int, default=None, help="distributed: processes")
+    p.add_argument("--nnodes", type=int, default=None, help="distributed: nodes")
+    p.add_argument("--epochs", type=int, default=None, help="neural flavors: epochs")
     p.add_argument(
         "--features",
         required=True,
@@ -464,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--decisions", type=int, default=5, help="how many recent decisions")
     r.add_argument("--json", action="store_true")
     r = registry.add_parser("promote", help="judge a version against the champion and apply")
-    r.add_argument("--model", default="propensity", help="name or kind")
+    r.add_argument("--model", default=kinds[0], help="name or kind")
     r.add_argument("--version", default=None, help="default: the current challenger")
     r.add_argument("--features", default=None, help="holdout source (default: the version's)")
     r = registry.add_parser("rollback", help="give champion back to the previous champion")
@@ -475,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="run all training steps in-process (no Airflow)")
     p.add_argument("--users", type=int, default=None)
     p.add_argument("--days", type=int, default=None)
+    p.add_argument("--deep-epochs", type=int, default=None, help="as the DAG's form")
+    p.add_argument("--nproc-per-node", type=int, default=None, help="as the DAG's form")
     p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser(

@@ -17,10 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-PrimaryMetric = Literal["auc", "log_loss", "brier"]
 
 # The development pseudonym key. It is public, so ids hashed with it are not pseudonymous.
 DEV_PSEUDONYM_KEY = "flashsale-dev-key"
@@ -31,52 +29,6 @@ PSEUDONYM_KEY_HOWTO = (
     "change with it), e.g.: export FLASHSALE_PSEUDONYM_KEY=$(python -c "
     '"import secrets; print(secrets.token_urlsafe(32))")'
 )
-
-
-class PromotionGates(BaseModel):
-    """Thresholds of the promotion decision (``FLASHSALE_PROMOTION__<FIELD>`` to override)."""
-
-    model_config = {"frozen": True}
-
-    primary_metric: PrimaryMetric = "auc"
-    min_improvement: float = Field(
-        default=0.001,
-        ge=0.0,
-        description="the challenger's point estimate must be better by at least this much, in "
-        "the primary metric's units (AUC points, or nats of log loss); stops champions "
-        "churning on noise-level gains",
-    )
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
-    bootstrap_samples: int = Field(default=1000, ge=100)
-    ece_tolerance: float = Field(
-        default=0.01, ge=0.0, description="allowed increase of expected calibration error"
-    )
-    segment_auc_tolerance: float = Field(
-        default=0.02, ge=0.0, description="allowed AUC drop within each value tier"
-    )
-    min_segment_rows: int = Field(
-        default=200, ge=1, description="smaller tiers (or tiers with one class) are not gated"
-    )
-    min_auc: float = Field(default=0.6, ge=0.0, le=1.0)
-    max_ece: float = Field(default=0.1, gt=0.0)
-    max_calibration_ratio_error: float = Field(
-        default=0.10,
-        ge=0.0,
-        lt=1.0,
-        description="calibration in the large: the challenger's mean predicted probability may "
-        "lie at most this fraction above the upper (or below the lower) end of the exact "
-        "`confidence` interval of the holdout's observed purchase rate. ECE is absolute, so at "
-        "a ~11 % base rate an ECE of 0.04 can hide a 35 % over-forecast of buyers, and stock and "
-        "coupon budgets are planned from the summed probabilities. The interval absorbs sampling "
-        "noise (a small holdout cannot fail a calibrated model); 0.10 leaves room for real "
-        "sale-to-sale drift and still rejects 0.147 predicted vs 0.109 observed from ~800 rows",
-    )
-    min_holdout_rows: int = Field(default=500, ge=1)
-    monotone_tolerance: float = Field(
-        default=0.002,
-        ge=0.0,
-        description="how far the mean prediction may fall when a monotone feature rises (noise)",
-    )
 
 
 class Settings(BaseSettings):
@@ -144,8 +96,15 @@ class Settings(BaseSettings):
         "cores divided by max_parallel_steps (at least 1).",
     )
 
-    # Champion/challenger gates, e.g. FLASHSALE_PROMOTION__MIN_IMPROVEMENT=0.005
-    promotion: PromotionGates = Field(default_factory=PromotionGates)
+    # Champion/challenger gates per model kind, e.g.
+    # FLASHSALE_PROMOTION__PROPENSITY__MIN_IMPROVEMENT=0.005; a kind that predates kinds
+    # (propensity) also reads FLASHSALE_PROMOTION__MIN_IMPROVEMENT. Checked when the settings
+    # are read; `gate_settings(kind)` gives one kind's typed thresholds.
+    promotion: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Promotion gate thresholds: <kind> -> <gate> -> value (see each kind's "
+        "gates module); flat <gate> -> value keys configure the kind that accepts them.",
+    )
     registry_lock_timeout_s: float = Field(default=120.0, gt=0)
     # Interactive commands fail fast when MLflow does not answer; Airflow tasks keep MLflow's
     # own (longer) retry budget plus their task retries.
@@ -154,6 +113,12 @@ class Settings(BaseSettings):
     )
     cli_tracking_timeout_s: float = Field(
         default=10.0, gt=0, description="MLflow request timeout of a `flashsale` command"
+    )
+    scoring_alias_refresh_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a scorer trusts the version an alias resolved to before asking "
+        "the registry again (0: on every call); a promotion reaches scoring within this.",
     )
 
     # Pseudonymisation key for raw user ids (keyed BLAKE2b). The default is public (it is in
@@ -200,6 +165,33 @@ class Settings(BaseSettings):
                 f"FLASHSALE_STORAGE_ROOT must start with file:// or s3://, got {value!r}"
             )
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check_promotion_gates(self) -> Settings:
+        # A typo or an out-of-range gate fails when the settings are read, not at promotion.
+        from flashsale_ml.models import kind_names
+
+        for kind in kind_names():
+            self.gate_settings(kind)
+        return self
+
+    def gate_settings(self, kind: str) -> Any:
+        """The typed promotion thresholds of ``kind`` (its pydantic gate settings).
+
+        Raises:
+            ValueError: no such kind, or a value the kind's gate settings refuse (an unknown
+                gate name included).
+        """
+        from flashsale_ml.models import get_kind, kind_names
+
+        model_kind = get_kind(kind)
+        sections = set(kind_names())
+        flat = {k: v for k, v in self.promotion.items() if k not in sections}
+        own = self.promotion.get(kind) or {}
+        if not isinstance(own, dict):
+            raise ValueError(f"FLASHSALE_PROMOTION__{kind.upper()} must be a section of gates")
+        values = {**(flat if model_kind.flat_gate_settings else {}), **own}
+        return model_kind.gate_settings.model_validate(values)
 
     @cached_property
     def resolved_home(self) -> Path:

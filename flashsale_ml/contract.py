@@ -26,6 +26,8 @@ DEVICE_TYPES = ("mobile", "desktop", "tablet", "app", "unknown")
 REGIONS = ("north", "south", "east", "west", "central", "abroad")
 PROMO_TYPES = ("pct_discount", "gift_with_purchase", "timed_coupon")
 CONTROL_ARM = "control"
+# Every arm an assignment can have, control first: the one vocabulary of arm codes.
+ARMS: tuple[str, ...] = (CONTROL_ARM, *PROMO_TYPES)
 ORDER_STATUSES = ("completed", "cancelled", "returned")
 
 

@@ -166,6 +166,99 @@ def alias_version(client, name: str, alias: str) -> str | None:
         raise
 
 
+def current_alias(settings: Settings, name: str, alias: str) -> str | None:
+    """The version ``alias`` points to now, or None."""
+    return alias_version(_client(settings), name, alias)
+
+
+def version_tags(settings: Settings, name: str, version: str) -> dict[str, str]:
+    """The tags of a version's training run, overlaid by the version's own tags."""
+    client = _client(settings)
+    model_version = client.get_model_version(name, version)
+    return {**client.get_run(model_version.run_id).data.tags, **model_version.tags}
+
+
+def model_tags(model_uri: str, settings: Settings | None = None) -> dict[str, str]:
+    """The lineage tags behind a model URI: a version (``models:/<name>/<version>`` or
+    ``models:/<name>@<alias>``: its run's tags overlaid by its own), a logged model
+    (``models:/m-<id>``: its source run's tags) or a run's model (``runs:/<run id>/...``).
+    Anything else (a local folder) has none. Without ``settings``, MLflow's current tracking
+    URI is used (as ``mlflow.pyfunc.load_model`` would)."""
+    import mlflow
+
+    client = _client(settings) if settings is not None else mlflow.MlflowClient()
+    if model_uri.startswith("runs:/"):
+        return dict(client.get_run(model_uri[len("runs:/") :].split("/")[0]).data.tags)
+    if not model_uri.startswith("models:/"):
+        return {}
+    path = model_uri[len("models:/") :]
+    if path.startswith("m-") and "/" not in path and "@" not in path:
+        source = client.get_logged_model(path).source_run_id
+        return dict(client.get_run(source).data.tags) if source else {}
+    if "@" in path:
+        name, alias = path.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias)
+    else:
+        name, number = path.split("/", 1)
+        version = client.get_model_version(name, number)
+    return {**client.get_run(version.run_id).data.tags, **version.tags}
+
+
+def alias_target(settings: Settings, name: str, alias: str) -> tuple[str, dict[str, str]] | None:
+    """The version ``alias`` points to and that version's tags, in one registry request
+    (None when the alias is not set)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = _client(settings).get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in _error_code(exc) or "INVALID_PARAMETER" in _error_code(exc):
+            return None
+        raise
+    return str(version.version), dict(version.tags)
+
+
+@dataclass(frozen=True)
+class VersionOverview:
+    """The newest version of a registered model and its training run, for summaries."""
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+    run_id: str
+    run_metrics: dict[str, float]
+    experiment_id: str
+    parent_run_id: str | None
+
+
+def newest_version(settings: Settings, name: str) -> VersionOverview:
+    """The highest version of ``name`` with its aliases, tags and training run."""
+    client = _client(settings)
+    numbers = [int(v.version) for v in client.search_model_versions(f"name = '{name}'")]
+    if not numbers:
+        raise RegistryError(f"{name} has no versions")
+    # search results leave aliases empty; a direct lookup fills them in
+    newest = client.get_model_version(name, str(max(numbers)))
+    run = client.get_run(newest.run_id)
+    return VersionOverview(
+        name=name,
+        version=str(newest.version),
+        aliases=tuple(newest.aliases or ()),
+        tags=dict(newest.tags),
+        run_id=newest.run_id,
+        run_metrics=dict(run.data.metrics),
+        experiment_id=run.info.experiment_id,
+        parent_run_id=run.data.tags.get("mlflow.parentRunId"),
+    )
+
+
+def kind_of(name: str, settings: Settings) -> str:
+    """The model kind of a registered model name (``flashsale-propensity`` -> ``propensity``)."""
+    prefix = f"{settings.registered_model_prefix}-"
+    return name[len(prefix) :] if name.startswith(prefix) else name
+
+
 def read_state(client, name: str) -> AliasState:
     model = client.get_registered_model(name)
     aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
@@ -322,7 +415,8 @@ def version_description(run, model_kind: str) -> str:
     """One line for the Models page, e.g. ``lightgbm propensity model, features
     20260301T...-feat (data 20260301T...), test AUC 0.812 / ECE 0.021; run 1a2b3c4d``."""
     tags, metrics = run.data.tags, run.data.metrics
-    flavor = tags.get(f"{TAG_PREFIX}model_flavor", "")
+    # The library reads better on the Models page than the flavor's short name.
+    flavor = tags.get(f"{TAG_PREFIX}model_library") or tags.get(f"{TAG_PREFIX}model_flavor", "")
     parts = [f"{flavor} {model_kind} model".strip()]
     if tags.get(f"{TAG_PREFIX}feature_snapshot_id"):
         data = tags.get(f"{TAG_PREFIX}data_snapshot_id")

@@ -384,12 +384,6 @@ def open_store(uri: str) -> ObjectStore:
     )
 
 
-def split_uri(uri: str) -> tuple[ObjectStore, str]:
-    """Split a URI into the store of its parent folder and the last path segment."""
-    parent, _, name = uri.rstrip("/").rpartition("/")
-    return open_store(parent), name
-
-
 SCRATCH_PREFIX = "flashsale-"
 # <prefix><owner pid>-<mkdtemp suffix>, e.g. flashsale-validation-4711-k3j2h1g0; folders made
 # before the pid was part of the name have none.

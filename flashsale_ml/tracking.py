@@ -414,3 +414,128 @@ def log_snapshot_input(
     mlflow.MlflowClient().log_inputs(
         run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])]
     )
+
+
+# --- Logging into the open run and loading models: the only MLflow calls other modules make.
+
+
+def set_tags(tags: Mapping[str, str], run_id: str | None = None) -> None:
+    """Tags on ``run_id`` (default: the active run), in one batch."""
+    import mlflow
+    from mlflow.entities import RunTag
+
+    target = run_id or mlflow.active_run().info.run_id
+    mlflow.MlflowClient().log_batch(target, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_figures(figures: Mapping[str, Any], folder: str = "plots") -> None:
+    """Log matplotlib figures into the active run as ``<folder>/<name>`` and close them."""
+    import mlflow
+
+    from flashsale_ml.training.plots import close
+
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"{folder}/{name}" if folder else name)
+        close(figure)
+
+
+def log_json(obj: Any, artifact_file: str) -> None:
+    """A JSON artifact in the active run."""
+    import mlflow
+
+    mlflow.log_dict(obj, artifact_file)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def log_artifacts(local_dir: str | Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifacts(str(local_dir), artifact_path)
+
+
+def log_metrics(metrics: Mapping[str, float], run_id: str | None = None) -> None:
+    """Scalar metrics on ``run_id`` (default: the active run), in one batch."""
+    import mlflow
+
+    log_metrics_batch(run_id or mlflow.active_run().info.run_id, metrics)
+
+
+def log_model(
+    mlflow_flavor: str,
+    model: Any,
+    input_example: Any,
+    output_example: Any,
+    pip_requirements: list[str],
+    metadata: Mapping[str, Any] | None = None,
+) -> str:
+    """Log ``model`` with MLflow's ``mlflow.<mlflow_flavor>`` module into the active run, with
+    a signature inferred from the examples; tag the run with the model URI; return it."""
+    import importlib
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    module = importlib.import_module(f"mlflow.{mlflow_flavor}")
+    info = module.log_model(
+        model,
+        name="model",
+        signature=infer_signature(input_example, output_example),
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        metadata=dict(metadata or {}),
+    )
+    mlflow.set_tag(f"{TAG_PREFIX}model_uri", info.model_uri)
+    return info.model_uri
+
+
+def model_libraries(model_uri: str) -> list[str]:
+    """The MLflow flavors a logged model was saved with (from its MLmodel file)."""
+    from mlflow.models import get_model_info
+
+    return sorted(get_model_info(model_uri).flavors)
+
+
+def load_pyfunc(model_uri: str) -> Any:
+    """A logged model as an MLflow pyfunc (``.predict``, ``.metadata``)."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(model_uri)
+
+
+@contextlib.contextmanager
+def resumed_run(settings: Settings, run_id: str) -> Iterator[Any]:
+    """Continue a run that failed (e.g. its node died): RUNNING again, tagged ``resumed``,
+    active for the block, FINISHED or FAILED by how the block ends."""
+    import mlflow
+
+    configure(settings)
+    mlflow.MlflowClient().set_tag(run_id, f"{TAG_PREFIX}resumed", "true")
+    with mlflow.start_run(run_id=run_id) as run:
+        yield run
+
+
+def run_tags(run_id: str) -> dict[str, str]:
+    import mlflow
+
+    return dict(mlflow.MlflowClient().get_run(run_id).data.tags)
+
+
+def sibling_step_metrics(
+    settings: Settings, experiment_id: str, parent_run_id: str | None, step: str
+) -> dict[str, float]:
+    """The metrics of the ``step`` run nested under ``parent_run_id`` (empty if none)."""
+    import mlflow
+
+    if not parent_run_id:
+        return {}
+    configure(settings)
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{TAG_PREFIX}step` = '{step}'",
+    )
+    return dict(runs[0].data.metrics) if runs else {}

@@ -14,20 +14,16 @@ import pytest
 
 from flashsale_ml.config import Settings
 from flashsale_ml.datasets import Snapshot
+from flashsale_ml.evaluation.binary import binary_metrics
 from flashsale_ml.features import build_features
+from flashsale_ml.models.propensity import train_dcn as train_propensity_deep
+from flashsale_ml.models.propensity.dcn.data import encode, n_dense_columns, read_shard
+from flashsale_ml.models.propensity.dcn.network import DeepConfig
 from flashsale_ml.storage import open_store
-from flashsale_ml.training.deep.data import encode, n_dense_columns, read_shard
-from flashsale_ml.training.deep.launch import (
-    Launch,
-    OutputRelay,
-    run_relayed,
-    torchrun_command,
-    train_propensity_deep,
-)
-from flashsale_ml.training.deep.model import DeepConfig
-from flashsale_ml.training.metrics import binary_metrics
+from flashsale_ml.training.distributed import Launch, OutputRelay, run_relayed, torchrun_command
 
 pytestmark = pytest.mark.slow
+WORKER = "flashsale_ml.models.propensity.dcn.worker"
 
 
 @pytest.mark.parametrize("row_group_size", [10, 1_000])  # many groups / fewer than 8 per rank
@@ -54,8 +50,8 @@ def test_sale_features_reach_the_score_only_as_configured(sale_features: str) ->
     moves each user differently."""
     import torch
 
-    from flashsale_ml.training.deep.data import cardinalities, sale_columns
-    from flashsale_ml.training.deep.model import build_model
+    from flashsale_ml.models.propensity.dcn.data import cardinalities, sale_columns
+    from flashsale_ml.models.propensity.dcn.network import build_model
 
     torch.manual_seed(0)
     config = DeepConfig(sale_features=sale_features, user_buckets=7)
@@ -105,7 +101,7 @@ def torchrun_records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
     return [
         (r.levelname, r.getMessage())
         for r in caplog.records
-        if r.name == "flashsale_ml.training.deep.torchrun"
+        if r.name == "flashsale_ml.training.distributed.torchrun"
     ]
 
 
@@ -118,7 +114,7 @@ DEEP_VS_LGBM_MARGIN = 0.02
 def lgbm_same_split(deep_setup) -> dict:
     """LightGBM's test AUC on the deep model's split: both train on all sales but the newest
     two, stop on the second newest and test on the newest."""
-    from flashsale_ml.training.propensity_lgbm import LgbmConfig, time_split, train_propensity_lgbm
+    from flashsale_ml.models.propensity.lgbm import LgbmConfig, time_split, train_propensity_lgbm
 
     settings, features = deep_setup
     split = time_split(Snapshot(features).read_pandas("propensity"), seed=settings.seed)
@@ -344,11 +340,11 @@ def test_run_relayed_reads_both_streams_and_returns_the_exit_status(caplog) -> N
 
 
 def test_torchrun_command_for_one_and_many_nodes() -> None:
-    single = torchrun_command(Launch(nproc_per_node=4), ["--x"])
+    single = torchrun_command(Launch(nproc_per_node=4), ["--x"], WORKER)
     assert "--nnodes=1" in single and "--nproc-per-node=4" in single
     assert any(a.startswith("--rdzv-endpoint=127.0.0.1:") for a in single)
     multi = torchrun_command(
-        Launch(nproc_per_node=8, nnodes=2, node_rank=1, rdzv_endpoint="head:29400"), []
+        Launch(nproc_per_node=8, nnodes=2, node_rank=1, rdzv_endpoint="head:29400"), [], WORKER
     )
     assert {
         "--nnodes=2",
@@ -357,4 +353,4 @@ def test_torchrun_command_for_one_and_many_nodes() -> None:
         "--rdzv-endpoint=head:29400",
     } <= set(multi)
     with pytest.raises(ValueError, match="rdzv_endpoint"):
-        torchrun_command(Launch(nnodes=2), [])
+        torchrun_command(Launch(nnodes=2), [], WORKER)

@@ -13,7 +13,6 @@ import pytest
 
 from flashsale_ml.datasets import Snapshot
 from flashsale_ml.features import build_features
-from flashsale_ml.features.build import Cutoff, connect, cutoffs_from_campaigns, propensity_features
 from flashsale_ml.features.calendar import days_to_next_holiday
 from flashsale_ml.features.groups import (
     DEMAND_LABEL,
@@ -21,6 +20,7 @@ from flashsale_ml.features.groups import (
     traffic_window,
     user_category_affinity,
 )
+from flashsale_ml.features.sql import Cutoff, connect, cutoffs_from_campaigns, propensity_features
 from flashsale_ml.storage import open_store
 from tests.conftest import shared_data
 from tests.test_features_point_in_time import AS_OF, BASE_EVENTS, END, _tiny_world

@@ -11,7 +11,7 @@ import pytest
 
 from flashsale_ml.contract import conform
 from flashsale_ml.datasets import Snapshot
-from flashsale_ml.features.build import LABEL, Cutoff, connect, propensity_features
+from flashsale_ml.features.sql import LABEL, Cutoff, connect, propensity_features
 
 AS_OF = datetime(2026, 3, 1, 19, 0, tzinfo=UTC)
 END = AS_OF + timedelta(hours=2)

@@ -9,11 +9,9 @@ import pytest
 from scipy.special import expit
 
 from flashsale_ml.datasets import Snapshot
+from flashsale_ml.evaluation.binary import binary_metrics
 from flashsale_ml.features import build_features
-from flashsale_ml.simulation import SimulationConfig, simulate
-from flashsale_ml.storage import open_store
-from flashsale_ml.training.metrics import binary_metrics
-from flashsale_ml.training.propensity_lgbm import (
+from flashsale_ml.models.propensity.lgbm import (
     LgbmConfig,
     TimeSplit,
     encode_features,
@@ -22,6 +20,8 @@ from flashsale_ml.training.propensity_lgbm import (
     time_split,
     train_propensity_lgbm,
 )
+from flashsale_ml.simulation import SimulationConfig, simulate
+from flashsale_ml.storage import open_store
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_no_correction_when_the_validation_rows_come_from_a_training_sale() -> N
     later to correct towards, so no shift (it would fit only that sample's noise)."""
     import pandas as pd
 
-    from flashsale_ml.training.propensity_lgbm import CATEGORY_VOCAB, FEATURES
+    from flashsale_ml.models.propensity.lgbm import CATEGORY_VOCAB, FEATURES
 
     rng = np.random.default_rng(4)
 
@@ -255,8 +255,8 @@ def test_the_logged_model_and_run_carry_the_correction(shop: dict, split: TimeSp
     import mlflow
 
     from flashsale_ml.config import Settings
+    from flashsale_ml.models.propensity import train_lgbm as train_propensity_lgbm_step
     from flashsale_ml.scoring import load_predictor
-    from flashsale_ml.training.pipeline import train_propensity_lgbm_step
 
     work = shop["work"]
     settings = Settings(

@@ -33,12 +33,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from flashsale_ml.contract import CONTRACT, DEVICE_TYPES, PROMO_TYPES, conform
+from flashsale_ml.contract import SHOP_TABLES as SHOP_SOURCE_TABLES
 from flashsale_ml.datasets import Snapshot
-from flashsale_ml.features import build as build_module
 from flashsale_ml.features import groups as groups_module
-from flashsale_ml.features.build import Cutoff, connect, cutoffs_from_campaigns, propensity_features
+from flashsale_ml.features import sql as build_module
 from flashsale_ml.features.groups import item_features, traffic_window, user_category_affinity
-from flashsale_ml.features.pipeline import SHOP_SOURCE_TABLES
+from flashsale_ml.features.sql import Cutoff, connect, cutoffs_from_campaigns, propensity_features
 
 # group -> (builder, key columns of a row)
 GROUPS = {

@@ -8,20 +8,15 @@ import pytest
 from scipy.stats import beta
 from sklearn.metrics import roc_auc_score
 
-from flashsale_ml.config import PromotionGates, Settings, get_settings
-from flashsale_ml.promotion import (
-    CheckResult,
-    HoldoutWindow,
-    ModelEvaluation,
-    _RankedScores,
-    behavioural_checks,
-    calibration_in_the_large,
-    decide_promotion,
-    paired_bootstrap,
-    positive_rate_interval,
-    row_digest,
-    value_tiers,
-)
+from flashsale_ml.config import Settings, get_settings
+from flashsale_ml.evaluation.bootstrap import _RankedScores, paired_bootstrap
+from flashsale_ml.evaluation.segments import value_tiers
+from flashsale_ml.models.propensity.gates import PropensityGates as PromotionGates
+from flashsale_ml.promotion.behaviour import behavioural_checks
+from flashsale_ml.promotion.checks import calibration_in_the_large, positive_rate_interval
+from flashsale_ml.promotion.decision import ModelEvaluation, decide_promotion
+from flashsale_ml.promotion.gates import CheckResult
+from flashsale_ml.promotion.holdout import HoldoutWindow, row_digest
 
 N = 6_000
 GATES = PromotionGates(bootstrap_samples=300)
@@ -434,7 +429,7 @@ def test_gates_are_configured_from_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("FLASHSALE_PROMOTION__MIN_IMPROVEMENT", "0.005")
     monkeypatch.setenv("FLASHSALE_PROMOTION__PRIMARY_METRIC", "log_loss")
     monkeypatch.setenv("FLASHSALE_PROMOTION__MAX_CALIBRATION_RATIO_ERROR", "0.2")
-    gates = get_settings().promotion
+    gates = get_settings().gate_settings("propensity")
     assert gates.min_improvement == 0.005 and gates.primary_metric == "log_loss"
     assert gates.max_calibration_ratio_error == 0.2
     assert PromotionGates().max_calibration_ratio_error == 0.10
@@ -657,7 +652,7 @@ def test_promotion_counts_only_a_passing_validation_of_every_table(tmp_path) -> 
     import pyarrow as pa
 
     from flashsale_ml.datasets import SnapshotWriter
-    from flashsale_ml.promote import _training_data_validated
+    from flashsale_ml.promotion.flow import _training_data_validated
     from flashsale_ml.simulation import SimulationConfig, simulate
     from flashsale_ml.storage import open_store
     from flashsale_ml.validation import validate_snapshot

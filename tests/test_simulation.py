@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from flashsale_ml import duck
 from flashsale_ml.contract import SHOP_TABLES, check_schema
 from flashsale_ml.datasets import Snapshot
 from flashsale_ml.simulation import SimulationConfig, simulate
@@ -55,7 +56,7 @@ def test_output_conforms_to_the_contract(small_world) -> None:
 
 @pytest.fixture(scope="module")
 def db(small_world) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = duck.connect()
     for uri, tables in ((small_world.raw_uri, None), (small_world.truth_uri, None)):
         with Snapshot(uri) as snap:
             for table in tables or snap.tables:

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flashsale_ml.training import plots
-from flashsale_ml.training.propensity_lgbm import (
+from flashsale_ml.models.propensity.lgbm import (
     CATEGORY_VOCAB,
     FEATURES,
     LgbmConfig,
@@ -20,6 +19,7 @@ from flashsale_ml.training.propensity_lgbm import (
     evaluation_sample,
     train_propensity_lgbm,
 )
+from flashsale_ml.training import plots
 
 
 def campaign(rng: np.random.Generator, n: int) -> pd.DataFrame:
@@ -127,7 +127,7 @@ def test_lightgbm_messages_arrive_as_log_records(caplog, capfd) -> None:
     reach the ``lightgbm`` logger at their level, and nothing is printed."""
     import lightgbm as lgb
 
-    from flashsale_ml.training.propensity_lgbm import lightgbm_logging
+    from flashsale_ml.models.propensity.lgbm import lightgbm_logging
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 3))
@@ -163,7 +163,7 @@ def test_lightgbm_messages_arrive_as_log_records(caplog, capfd) -> None:
 
 
 def test_native_message_levels() -> None:
-    from flashsale_ml.training.propensity_lgbm import _LightGBMMessages
+    from flashsale_ml.models.propensity.lgbm import _LightGBMMessages
 
     class Recorder(logging.Logger):
         def __init__(self) -> None:

@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 
 from flashsale_ml.datasets import Snapshot
-from flashsale_ml.features import build_features
-from flashsale_ml.loaders import ingest
-from flashsale_ml.simulation import SimulationConfig, simulate
-from flashsale_ml.simulation.oracle import oracle_scores
-from flashsale_ml.storage import open_store
-from flashsale_ml.training.metrics import (
+from flashsale_ml.evaluation.binary import (
     binary_metrics,
     expected_calibration_error,
     ranking_curves,
     roc_auc,
 )
-from flashsale_ml.training.propensity_lgbm import LgbmConfig, time_split, train_propensity_lgbm
-from flashsale_ml.training.sessions_lgbm import evaluate_sessions
+from flashsale_ml.features import build_features
+from flashsale_ml.loaders import ingest
+from flashsale_ml.models.propensity.lgbm import LgbmConfig, time_split, train_propensity_lgbm
+from flashsale_ml.simulation import SimulationConfig, simulate
+from flashsale_ml.simulation.oracle import oracle_scores
+from flashsale_ml.storage import open_store
 from tests.conftest import shared_data
+from tests.sessions_study import evaluate_sessions
 
 # Seeds of the 30,000-user, 35-day shop (five sales: train on three, stop on the fourth, test
 # on the fifth). Test AUC of the production configuration (LgbmConfig()) against the oracle's,
@@ -112,7 +112,7 @@ def test_staged_curves_equal_lightgbms_own_per_round_metrics() -> None:
     import lightgbm as lgb
     import pandas as pd
 
-    from flashsale_ml.training.propensity_lgbm import staged_curves
+    from flashsale_ml.models.propensity.lgbm import staged_curves
 
     rng = np.random.default_rng(0)
     x = pd.DataFrame(rng.normal(size=(3_000, 4)), columns=list("abcd"))
@@ -186,7 +186,7 @@ def test_ranking_curves_equal_scikit_learn(distinct_scores: int | None) -> None:
 def test_evaluate_scores_equals_its_three_separate_computations() -> None:
     """The test window's one-sort report: metrics, curves and calibration bins equal
     binary_metrics, ranking_curves and the bins of the ECE, each computed on its own."""
-    from flashsale_ml.training.metrics import evaluate_scores
+    from flashsale_ml.evaluation.binary import evaluate_scores
 
     rng = np.random.default_rng(3)
     p = np.round(rng.beta(1, 12, 9_000) * 300) / 300  # ties included
@@ -215,7 +215,7 @@ def test_valid_metrics_equal_a_prediction_at_the_best_round() -> None:
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from flashsale_ml.training.propensity_lgbm import (
+    from flashsale_ml.models.propensity.lgbm import (
         CATEGORY_VOCAB,
         FEATURES,
         TimeSplit,

@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from flashsale_ml.features.build import LABEL
-from flashsale_ml.training.propensity_lgbm import (
+from flashsale_ml.features.sql import LABEL
+from flashsale_ml.models.propensity.lgbm import (
     CATEGORY_VOCAB,
     FEATURES,
     TRAINING_COLUMNS,
@@ -45,6 +45,7 @@ def feature_frame(campaigns: int, rows_per_campaign: int, seed: int = 0) -> pd.D
         for column, vocab in CATEGORY_VOCAB.items():
             frame[column] = rng.choice([*vocab, "unknown-value"], n)
         frame[LABEL] = rng.integers(0, 2, n)
+        frame["user_id"] = np.arange(n)  # the same users in every sale
         # campaign ids sort the other way round from their dates: order must come from as_of
         frame["campaign_id"] = f"sale-{campaigns - c:02d}"
         frame["as_of"] = pd.Timestamp(start + timedelta(days=7 * c))
@@ -90,7 +91,7 @@ def test_dictionary_encoded_parquet_equals_frame_split(tmp_path) -> None:
     zero-copy slice of the table read (no copy of the features beside it)."""
     import pyarrow.parquet as pq
 
-    from flashsale_ml.training.propensity_lgbm import DICTIONARY_COLUMNS
+    from flashsale_ml.models.propensity.lgbm import DICTIONARY_COLUMNS
 
     frame = feature_frame(4, 200, seed=3)
     frame.loc[5, "region"] = None
@@ -121,7 +122,7 @@ def test_dictionary_encoded_parquet_equals_frame_split(tmp_path) -> None:
 
 
 def test_category_codes_handle_dictionaries_strings_and_nulls() -> None:
-    from flashsale_ml.training.propensity_lgbm import category_codes
+    from flashsale_ml.models.propensity.lgbm import category_codes
 
     vocab = ("a", "b", "c")
     plain = pa.chunked_array([["c", None, "x"], ["a", "b"]])
@@ -141,7 +142,7 @@ def test_lightgbm_learns_the_same_model_from_arrow_as_from_the_serving_matrix() 
     columns included)."""
     import lightgbm as lgb
 
-    from flashsale_ml.training.propensity_lgbm import LgbmConfig, lgbm_params
+    from flashsale_ml.models.propensity.lgbm import LgbmConfig, lgbm_params
 
     frame = feature_frame(3, 400, seed=5)
     arrow = feature_table(pa.Table.from_pandas(frame, preserve_index=False))

@@ -417,7 +417,7 @@ def test_an_empty_table_fails_validation_and_nothing_is_built(
     base_frames: Frames, tmp_path: Path, table: str
 ) -> None:
     from flashsale_ml.contract import contract_for
-    from flashsale_ml.validation.gx_suites import validate_frame
+    from flashsale_ml.validation.gx_suites import GxSession
     from flashsale_ml.validation.sql_rules import validate_parquet
 
     lake = open_store(tmp_path.as_uri())
@@ -440,8 +440,8 @@ def test_an_empty_table_fails_validation_and_nothing_is_built(
 
     # An empty table always runs through GX (0 <= any row limit); the DuckDB engine must give
     # the same verdict on the same suite.
-    with Snapshot(writer.uri) as snap:
-        gx = validate_frame(table, snap.read_pandas(table))
+    with Snapshot(writer.uri) as snap, GxSession() as session:
+        gx = session.validate(table, snap.read_pandas(table))
         duck = validate_parquet(table, snap.local_files(table))
     assert gx.rows == duck.rows == 0
     assert sorted((f.expectation, f.column, f.observed) for f in gx.failures) == sorted(
@@ -455,7 +455,7 @@ def test_row_count_bounds_agree_between_engines(tmp_path: Path) -> None:
     missing bound is no bound) in the DuckDB engine, on 0 to 3 rows."""
     import json
 
-    from flashsale_ml.validation.gx_suites import validate_frame
+    from flashsale_ml.validation.gx_suites import GxSession
     from flashsale_ml.validation.sql_rules import validate_parquet
 
     bounds = {
@@ -485,10 +485,9 @@ def test_row_count_bounds_agree_between_engines(tmp_path: Path) -> None:
         frame = pd.DataFrame({"x": pd.Series(range(rows), dtype="int64")})
         path = tmp_path / f"t{rows}.parquet"
         frame.to_parquet(path)
-        for result in (
-            validate_frame("t", frame, directory=suites),
-            validate_parquet("t", [path], directory=suites),
-        ):
+        with GxSession(suites) as session:  # one session validates a table once
+            gx = session.validate("t", frame)
+        for result in (gx, validate_parquet("t", [path], directory=suites)):
             assert {f.rule for f in result.failures} == failing, (rows, result)
             assert {f.observed for f in result.failures} <= {rows}
 

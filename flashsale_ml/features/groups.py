@@ -9,15 +9,8 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from flashsale_ml.features.build import Cutoff, prepare_cutoff
+from flashsale_ml.features.sql import Cutoff, prepare_cutoff
 
-ITEM_FEATURES = (
-    "list_price", "stock_on_hand", "in_sale", "sale_discount_depth",
-    "views_24h", "views_7d", "views_30d", "purchases_7d", "purchases_30d", "buyers_30d",
-    "view_velocity", "conversion_30d", "avg_paid_price_30d", "discount_purchase_share_30d",
-    "past_sale_appearances", "past_sale_units", "past_sale_units_per_appearance",
-    "past_sale_last_order_position",
-)  # fmt: skip
 DEMAND_LABEL = "label_demand_units"
 
 

@@ -1,6 +1,6 @@
 """An idiomatic pandas implementation of the propensity features, for cross-checks only.
 
-The pipeline computes features in DuckDB (:mod:`flashsale_ml.features.build`). This module
+The pipeline computes features in DuckDB (:mod:`flashsale_ml.features.sql`). This module
 computes the same columns the way a pandas user would, from the raw tables and the definitions
 in ``docs/features.md`` (nothing here reads the feature SQL), so that a test can prove both
 agree and ``benchmarks/bench_features.py`` can measure the speed-up on the same data:

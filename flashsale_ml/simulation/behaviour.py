@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flashsale_ml.contract import CHANNELS, PROMO_TYPES
+from flashsale_ml.contract import ARMS, CHANNELS, PROMO_TYPES
 from flashsale_ml.simulation.world import (
     CATEGORIES,
     CATEGORY_ELASTICITY,
@@ -25,7 +25,7 @@ from flashsale_ml.simulation.world import (
 )
 
 VIEW, CART, PURCHASE = 0, 1, 2
-ARM_CONTROL = 0  # arm codes: 0 = control, 1.. = PROMO_TYPES in order
+ARM_CONTROL = 0  # arm codes: positions in ARMS (0 = control, 1.. = PROMO_TYPES in order)
 # Expected events per baseline session (views + carts + purchases); used to turn the configured
 # events per user-day into a session rate.
 EVENTS_PER_SESSION = 2.55
@@ -266,7 +266,7 @@ def flash_sale(
     duration = end - start
     eligible = np.flatnonzero((users.signup_offset < start) & (users.churn_offset > end))
     n = len(eligible)
-    n_arms = 1 + len(PROMO_TYPES)
+    n_arms = len(ARMS)
     arm = np.where(rng.random(n) < campaign.holdout_share, ARM_CONTROL, rng.integers(1, n_arms, n))
     probs = true_sale_probabilities(users, items, campaign, eligible)
     p_assigned = probs[np.arange(n), arm]

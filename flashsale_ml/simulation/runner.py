@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from flashsale_ml.contract import (
+    ARMS,
     CHANNELS,
-    CONTROL_ARM,
     DEVICE_TYPES,
     EVENT_TYPES,
     ORDER_STATUSES,
@@ -47,8 +47,6 @@ from flashsale_ml.simulation.world import (
 from flashsale_ml.storage import ObjectStore
 
 log = logging.getLogger(__name__)
-
-ARMS = (CONTROL_ARM, *PROMO_TYPES)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from flashsale_ml.training.metrics import (
+from flashsale_ml.evaluation.binary import (
     CalibrationBins,
     RankingCurves,
     ScoreEvaluation,
@@ -42,7 +42,7 @@ def roc_curves_figure(
 def test_window_figures(evaluation: ScoreEvaluation, label: str) -> dict[str, object]:
     """ROC, PR and calibration figures of one model's test-window scores, by file name.
 
-    Drawn from :func:`~flashsale_ml.training.metrics.evaluate_scores`, so the scores of a
+    Drawn from :func:`~flashsale_ml.evaluation.binary.evaluate_scores`, so the scores of a
     test window (millions of rows) are sorted once for its metrics and all three figures.
     """
     return {

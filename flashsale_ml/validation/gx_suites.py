@@ -8,7 +8,6 @@ failures that name the table, the expectation, the column, what was observed and
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -17,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-log = logging.getLogger(__name__)
-
 DEFAULT_EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
+# How many offending values a failure quotes (both engines, and the cross-table checks).
+SAMPLE_ROWS = 5
 
 
 def expectations_dir() -> Path:
@@ -46,7 +45,7 @@ class ExpectationFailure:
         if self.observed is not None:
             parts.append(f"- observed {self.observed!r}")
         if self.sample:
-            parts.append(f"- e.g. {self.sample[:5]!r}")
+            parts.append(f"- e.g. {self.sample[:SAMPLE_ROWS]!r}")
         return " ".join(parts)
 
 
@@ -197,11 +196,3 @@ def _failure(table: str, res: Any) -> ExpectationFailure:
         sample=[_jsonable(v) for v in (details.get("partial_unexpected_list") or [])],
         rule=rule,
     )
-
-
-def validate_frame(
-    table: str, frame: pd.DataFrame, directory: Path | None = None
-) -> TableValidation:
-    """Validate one in-memory table with GX (a one-table :class:`GxSession`)."""
-    with GxSession(directory) as session:
-        return session.validate(table, frame)

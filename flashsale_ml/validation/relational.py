@@ -7,18 +7,13 @@ broken experiment (sample-ratio mismatch, a user in two arms, assignment after e
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import duckdb
 
 from flashsale_ml.contract import CONTRACT, CONTROL_ARM, TS
-from flashsale_ml.validation.gx_suites import ExpectationFailure, _jsonable
-
-log = logging.getLogger(__name__)
-
-SAMPLE_ROWS = 5
+from flashsale_ml.validation.gx_suites import SAMPLE_ROWS, ExpectationFailure, _jsonable
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from flashsale_ml import duck
 from flashsale_ml.config import Settings, get_settings
 from flashsale_ml.contract import schema_problems
 from flashsale_ml.datasets import Snapshot
@@ -104,20 +105,6 @@ def _schema_failures(snapshot: Snapshot, table: str) -> list[ExpectationFailure]
         ExpectationFailure(table, "schema_matches_contract", column, problem, None)
         for column, problem in schema_problems(table, pq.read_schema(files[0]))
     ]
-
-
-def _connect(snapshot: Snapshot, tables: list[str], memory_limit: str, threads: int):
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute("SET TimeZone='UTC'")  # hour(ts) in drift and checks: not the machine's zone
-    con.execute(f"SET memory_limit='{memory_limit}'")
-    con.execute(f"SET threads={int(threads)}")
-    con.execute("SET preserve_insertion_order=false")
-    for table in tables:
-        paths = ", ".join(f"'{p}'" for p in snapshot.local_files(table))
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{paths}])")
-    return con
 
 
 def _dataset_of(snapshot_uri: str) -> tuple[str, str]:
@@ -238,8 +225,11 @@ def _validate_into(
             log.info("no expectation suite for %s; not validated", skipped)
         if data_as_of is None and snapshot.manifest.metadata.get("data_as_of"):
             data_as_of = datetime.fromisoformat(snapshot.manifest.metadata["data_as_of"])
-        con = _connect(
-            snapshot, snapshot.tables, settings.duckdb_memory_limit, settings.compute_threads
+        # UTC: hour(ts) in drift and checks must not follow the machine's zone.
+        con = duck.connect(
+            {t: snapshot.local_files(t) for t in snapshot.tables},
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.compute_threads,
         )
         gx: GxSession | None = None
         results, engines = [], {}

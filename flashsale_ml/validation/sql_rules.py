@@ -8,24 +8,21 @@ can spill them to disk. ``tests/test_validation.py`` checks that both engines ag
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from flashsale_ml import duck
 from flashsale_ml.validation.gx_suites import (
+    SAMPLE_ROWS,
     ExpectationFailure,
     TableValidation,
     _column_of,
     _jsonable,
     load_suite_json,
 )
-
-log = logging.getLogger(__name__)
-
-SAMPLE_ROWS = 5
 
 
 class UnsupportedExpectationError(NotImplementedError):
@@ -114,11 +111,26 @@ def validate_parquet(
 ) -> TableValidation:
     """Validate the Parquet ``files`` of ``table`` against its suite, in DuckDB.
 
+    Args:
+        con: the connection to run on (default: a new one of :func:`flashsale_ml.duck.connect`,
+            closed before returning).
+
     Raises:
         UnsupportedExpectationError: the suite uses a type this engine does not implement.
     """
+    if con is not None:
+        return _validate_parquet(table, files, con, directory)
+    with duck.connect() as own:
+        return _validate_parquet(table, files, own, directory)
+
+
+def _validate_parquet(
+    table: str,
+    files: Sequence[Path],
+    con: duckdb.DuckDBPyConnection,
+    directory: Path | None,
+) -> TableValidation:
     spec = load_suite_json(table, directory)
-    con = con or duckdb.connect()
     paths = ", ".join(f"'{p}'" for p in files)
     source = f"read_parquet([{paths}])"
     columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]

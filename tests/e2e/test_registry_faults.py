@@ -22,6 +22,8 @@ import pytest
 from flashsale_ml.config import Settings
 from flashsale_ml.devstack import MlflowServer
 from flashsale_ml.features import build_features
+from flashsale_ml.models.propensity import train_lgbm as train_propensity_lgbm_step
+from flashsale_ml.models.propensity.lgbm import LgbmConfig
 from flashsale_ml.registry import (
     DECISION_RUN_TAG,
     DECISION_TAG,
@@ -32,8 +34,6 @@ from flashsale_ml.registry import (
 )
 from flashsale_ml.simulation import SimulationConfig, simulate
 from flashsale_ml.storage import open_store
-from flashsale_ml.training.pipeline import train_propensity_lgbm_step
-from flashsale_ml.training.propensity_lgbm import LgbmConfig
 from flashsale_ml.validation import validate_snapshot
 from tests.faultproxy import FaultProxy
 

@@ -17,6 +17,8 @@ from flashsale_ml.config import Settings
 from flashsale_ml.datasets import Snapshot
 from flashsale_ml.devstack import MlflowServer
 from flashsale_ml.features import build_features
+from flashsale_ml.models.propensity import train_lgbm as train_propensity_lgbm_step
+from flashsale_ml.models.propensity.lgbm import LgbmConfig
 from flashsale_ml.registry import (
     AGAINST_TAG,
     DECISION_RUN_TAG,
@@ -33,8 +35,6 @@ from flashsale_ml.registry import (
 )
 from flashsale_ml.simulation import SimulationConfig, simulate
 from flashsale_ml.storage import open_store
-from flashsale_ml.training.pipeline import train_propensity_lgbm_step
-from flashsale_ml.training.propensity_lgbm import LgbmConfig
 from flashsale_ml.validation import validate_snapshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -109,7 +109,7 @@ def test_champion_challenger_lifecycle(stack: dict, capsys: pytest.CaptureFixtur
     first = promote(settings, v1)
     assert first["promoted"], first["reasons"]
     assert first["reasons"][0] == "first model of this kind: absolute gates passed"
-    scorer = AliasScorer("propensity", settings)
+    scorer = AliasScorer("propensity", settings, refresh_interval_s=0)
     before = scorer.score(frame)
     assert before.version == v1
 

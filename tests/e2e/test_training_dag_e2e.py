@@ -159,9 +159,9 @@ def test_registered_model_has_lineage_and_sane_metrics(
     import numpy as np
 
     from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.evaluation.binary import binary_metrics
+    from flashsale_ml.models.propensity.lgbm import encode_features, time_split
     from flashsale_ml.simulation.oracle import oracle_scores
-    from flashsale_ml.training.metrics import binary_metrics
-    from flashsale_ml.training.propensity_lgbm import encode_features, time_split
 
     model = mlflow.pyfunc.load_model("models:/flashsale-propensity@champion")
     with Snapshot(run.data.tags["flashsale.feature_snapshot_uri"]) as snap:

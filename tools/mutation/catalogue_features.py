@@ -3,7 +3,7 @@
 
 from tools.mutation.run import Mutation
 
-B = "flashsale_ml/features/build.py"
+B = "flashsale_ml/features/sql.py"
 G = "flashsale_ml/features/groups.py"
 TESTS = (
     "tests/test_features_point_in_time.py",

@@ -4,7 +4,9 @@ registry's stale-decision check at the real-server race test."""
 
 from tools.mutation.run import Mutation
 
-P = "flashsale_ml/promotion.py"
+P = "flashsale_ml/promotion/decision.py"
+BOOT = "flashsale_ml/evaluation/bootstrap.py"
+GATES = "flashsale_ml/models/propensity/gates.py"
 UNIT = "tests/test_promotion.py"
 SLOW_VALIDATION = f"{UNIT}::test_promotion_counts_only_a_passing_validation_of_every_table"
 E2E = "tests/e2e/test_registry_promotion.py"
@@ -13,16 +15,16 @@ MUTATIONS = [
     Mutation(
         "a_interval_not_required",
         P,
-        "better = interval.difference >= gates.min_improvement and interval.excludes_zero()",
-        "better = interval.difference >= gates.min_improvement",
+        "better = interval.difference >= primary.min_improvement and interval.excludes_zero()",
+        "better = interval.difference >= primary.min_improvement",
         (f"{UNIT}::test_the_interval_alone_rejects_a_gain_above_the_margin",),
         "a +0.0044 AUC gain with a 95 % CI of -0.0041..+0.0128 is promoted on the margin alone",
     ),
     Mutation(
         "b_champion_resampled_independently",
-        P,
-        "            return ranked_a.auc(w) - ranked_b.auc(w)",
-        "            return ranked_a.auc(w) - ranked_b.auc("
+        BOOT,
+        "            return better(w) - worse(w)",
+        "            return better(w) - worse("
         "np.bincount(rng.integers(0, n, n), minlength=n).astype(float))",
         (
             f"{UNIT}::test_identical_models_have_an_interval_of_exactly_zero",
@@ -33,17 +35,17 @@ MUTATIONS = [
     ),
     Mutation(
         "c_absolute_ignores_max_ece",
-        P,
-        'absolute_ok = mine["auc"] >= gates.min_auc and mine["ece"] <= gates.max_ece',
-        'absolute_ok = mine["auc"] >= gates.min_auc',
+        GATES,
+        '                MetricBound("ece", "ECE", False, self.max_ece),\n',
+        "",
         (f"{UNIT}::test_the_absolute_gate_enforces_max_ece_on_its_own",),
         "a well-ranking but badly miscalibrated first model becomes champion",
     ),
     Mutation(
         "d_absolute_ignores_min_auc",
-        P,
-        'absolute_ok = mine["auc"] >= gates.min_auc and mine["ece"] <= gates.max_ece',
-        'absolute_ok = mine["ece"] <= gates.max_ece',
+        GATES,
+        '                MetricBound("auc", "AUC", True, self.min_auc),\n',
+        "",
         (f"{UNIT}::test_the_absolute_gate_enforces_min_auc_on_its_own",),
         "a first model that cannot rank becomes champion",
     ),
@@ -58,7 +60,7 @@ MUTATIONS = [
     Mutation(
         "f_min_holdout_rows_ignored",
         P,
-        "    if holdout.rows < gates.min_holdout_rows:",
+        "    if holdout.rows < spec.min_holdout_rows:",
         "    if False:",
         (f"{UNIT}::test_a_holdout_below_min_holdout_rows_is_refused",),
         "a decision on a handful of rows",
@@ -66,8 +68,8 @@ MUTATIONS = [
     Mutation(
         "g_min_holdout_rows_off_by_one",
         P,
-        "    if holdout.rows < gates.min_holdout_rows:",
-        "    if holdout.rows <= gates.min_holdout_rows:",
+        "    if holdout.rows < spec.min_holdout_rows:",
+        "    if holdout.rows <= spec.min_holdout_rows:",
         (f"{UNIT}::test_a_holdout_below_min_holdout_rows_is_refused",),
         "a holdout of exactly min_holdout_rows is refused",
     ),
@@ -90,8 +92,8 @@ MUTATIONS = [
     Mutation(
         "j_calibration_in_the_large_ignored",
         P,
-        "    results.append(in_the_large)",
-        "    results.append(CheckResult(in_the_large.name, True, in_the_large.detail))",
+        "        results.append(result)\n",
+        "        results.append(CheckResult(result.name, True, result.detail))\n",
         (f"{UNIT}::test_calibration_in_the_large_decides_for_a_first_model",),
         "a model forecasting 35 % more buyers than there are is promoted",
     ),
@@ -105,7 +107,7 @@ MUTATIONS = [
     ),
     Mutation(
         "l_failed_validation_counts",
-        "flashsale_ml/promote.py",
+        "flashsale_ml/promotion/flow.py",
         '    return bool(report and report.get("success"))',
         "    return bool(report)",
         (SLOW_VALIDATION,),

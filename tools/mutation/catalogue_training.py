@@ -5,8 +5,8 @@ oracle, LightGBM on the same split, the observed rate of the validation sale).""
 
 from tools.mutation.run import Mutation
 
-LGBM = "flashsale_ml/training/propensity_lgbm.py"
-DEEP = "flashsale_ml/training/deep/train.py"
+LGBM = "flashsale_ml/models/propensity/lgbm.py"
+DEEP = "flashsale_ml/models/propensity/dcn/worker.py"
 ORACLE = ("tests/test_training_quality.py::test_lgbm_auc_is_near_the_oracle_and_never_above_it",)
 
 MUTATIONS = [

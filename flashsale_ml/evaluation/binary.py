@@ -11,7 +11,20 @@ from numpy.typing import ArrayLike
 def check_binary_inputs(
     y_true: ArrayLike, y_prob: ArrayLike, both_classes: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """0/1 labels and probabilities as float arrays, or a ValueError saying what is wrong."""
+    """0/1 labels and probabilities as float arrays, or a ValueError saying what is wrong.
+
+    Args:
+        y_true: 0/1 outcomes.
+        y_prob: predicted probabilities for the same rows.
+        both_classes: also require both 0 and 1 among the labels (for AUC).
+
+    Returns:
+        ``(y, p)`` as 1-d float arrays.
+
+    Raises:
+        ValueError: not 1-d of equal length, empty, labels other than 0 and 1,
+            probabilities outside [0, 1] or NaN, or (with ``both_classes``) a single class.
+    """
     y = np.asarray(y_true, dtype=float)
     p = np.asarray(y_prob, dtype=float)
     if y.ndim != 1 or p.ndim != 1 or len(y) != len(p):
@@ -70,7 +83,15 @@ def _auc_sorted(y_sorted: np.ndarray, s_sorted: np.ndarray) -> tuple[float, np.n
 def auc_from_groups(pos_per_group: np.ndarray, neg_per_group: np.ndarray) -> float:
     """AUC from (weighted) positives and negatives per group of tied scores, ascending.
 
-    Returns NaN when either class is empty.
+    A positive beats every negative in a lower group and half of those in its own group;
+    weights (e.g. bootstrap multiplicities) count rows repeated.
+
+    Args:
+        pos_per_group: total positive weight of each group of tied scores, ascending score.
+        neg_per_group: total negative weight of the same groups.
+
+    Returns:
+        Wins over pairs, or NaN when either class has zero total weight.
     """
     neg_below = np.cumsum(neg_per_group) - neg_per_group
     # A positive beats every negative below it and half of those tied with it.

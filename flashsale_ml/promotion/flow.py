@@ -1,8 +1,10 @@
 """Promote a registered version: gather the evidence, decide (pure), record, apply (thin).
 
-The evidence for :func:`flashsale_ml.promotion.decide_promotion` is built here: the newest
-sale of the challenger's feature snapshot is the holdout, both models are loaded from the
-registry and scored on exactly those rows, the challenger's behaviour is checked, and the
+Works for any model kind. The evidence for
+:func:`flashsale_ml.promotion.decision.decide_promotion` is built here: the newest sale of the
+challenger's feature snapshot is the holdout (rows chosen by the kind), both models are
+loaded from the registry with their own flavor's predictor and scored on exactly those rows,
+the challenger goes through the kind's behavioural checks, and the
 validation report of its training data is looked up next to the data. The evidence is logged
 as a ``promote_model`` MLflow run (metrics, reasons, plots, the proposed verdict) and the
 decision is applied to the aliases by :func:`flashsale_ml.registry.apply_decision` while that
@@ -15,24 +17,17 @@ applied says ``superseded`` or failed, with the error.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from flashsale_ml.config import PromotionGates, Settings
+from flashsale_ml.config import Settings
 from flashsale_ml.datasets import Snapshot
-from flashsale_ml.features.build import LABEL
-from flashsale_ml.promotion import (
-    Decision,
-    HoldoutWindow,
-    ModelEvaluation,
-    behavioural_checks,
-    decide_promotion,
-    row_digest,
-    value_tiers,
-)
+from flashsale_ml.models import get_flavor, get_kind
+from flashsale_ml.models.base import ModelKind
+from flashsale_ml.promotion.decision import Decision, ModelEvaluation, decide_promotion
+from flashsale_ml.promotion.gates import GateSpec
+from flashsale_ml.promotion.holdout import Holdout, newest_holdout
 from flashsale_ml.registry import (
     CHALLENGER,
     CHAMPION,
@@ -40,58 +35,27 @@ from flashsale_ml.registry import (
     FITTED_ON_TAG,
     RegistryError,
     StaleDecisionError,
-    alias_version,
     apply_decision,
+    current_alias,
+    kind_of,
     resolve_name,
+    version_tags,
 )
 from flashsale_ml.tracking import (
     TAG_PREFIX,
-    configure,
+    log_figures,
+    log_json,
     log_metrics_batch,
     log_params_flat,
+    log_text,
+    set_tags,
     step_run,
 )
+from flashsale_ml.training.runner import MODEL_FLAVOR_TAG
 
 log = logging.getLogger(__name__)
 
-# A deeper discount must never make a purchase less likely on average (beyond noise).
-MONOTONE_GRID: dict[str, tuple[float, ...]] = {
-    "discount_depth": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
-}
 BEHAVIOUR_SAMPLE_ROWS = 2_000
-
-
-@dataclass(frozen=True)
-class Holdout:
-    """The newest sale of a feature snapshot, in a fixed row order."""
-
-    frame: pd.DataFrame
-    window: HoldoutWindow
-    labels: np.ndarray
-    segments: np.ndarray
-
-
-def newest_holdout(features_uri: str) -> Holdout:
-    """Rows of the newest campaign in ``features_uri`` (sorted by user), labels and tiers.
-
-    Raises:
-        ValueError: the snapshot has no propensity rows.
-    """
-    with Snapshot(features_uri) as snapshot:
-        frame = snapshot.read_pandas("propensity")
-        snapshot_id = snapshot.snapshot_id
-    if frame.empty:
-        raise ValueError(f"feature snapshot {features_uri} has no propensity rows")
-    newest = frame.groupby("campaign_id")["as_of"].min().idxmax()
-    rows = frame[frame["campaign_id"] == newest].sort_values("user_id").reset_index(drop=True)
-    window = HoldoutWindow(
-        feature_snapshot_id=snapshot_id,
-        campaign_ids=(str(newest),),
-        as_of=pd.Timestamp(rows["as_of"].min()).isoformat(),
-        rows=len(rows),
-        row_digest=row_digest(rows[["campaign_id", "user_id"]]),
-    )
-    return Holdout(rows, window, rows[LABEL].to_numpy(dtype=int), value_tiers(rows["revenue_all"]))
 
 
 def _training_data_validated(features_uri: str | None) -> bool:
@@ -107,24 +71,22 @@ def _training_data_validated(features_uri: str | None) -> bool:
 
 
 def evaluate_version(
-    client,
+    settings: Settings,
+    kind: ModelKind,
     name: str,
     version: str,
     holdout: Holdout,
-    seed: int,
     as_challenger: bool,
 ) -> ModelEvaluation:
-    """Score one registered version on the holdout.
+    """Score one registered version on the holdout with its own flavor's predictor.
 
-    A challenger is also put through the behavioural checks and its training data's
+    A challenger is also put through the kind's behavioural checks and its training data's
     validation is looked up; the champion passed both when it was promoted.
     """
-    from flashsale_ml.scoring import load_predictor
-
-    model_version = client.get_model_version(name, version)
-    tags = {**client.get_run(model_version.run_id).data.tags, **model_version.tags}
+    tags = version_tags(settings, name, version)
     fitted = tags.get(FITTED_ON_TAG)
-    predict = load_predictor(f"models:/{name}/{version}")
+    flavor = get_flavor(kind.name, tags.get(MODEL_FLAVOR_TAG))
+    predict = flavor.predictor(f"models:/{name}/{version}")
     try:
         scores = predict(holdout.frame)
     except Exception as exc:  # a schema mismatch must name the model, not only the column
@@ -134,9 +96,9 @@ def evaluate_version(
     behaviour = ()
     if as_challenger:
         sample = holdout.frame.sample(
-            n=min(BEHAVIOUR_SAMPLE_ROWS, len(holdout.frame)), random_state=seed
+            n=min(BEHAVIOUR_SAMPLE_ROWS, len(holdout.frame)), random_state=settings.seed
         ).reset_index(drop=True)
-        behaviour = behavioural_checks(predict, sample, seed, MONOTONE_GRID)
+        behaviour = kind.behavioural_checks(predict, sample, settings.seed, settings)
     return ModelEvaluation(
         model=f"{name}/{version}",
         holdout=holdout.window,
@@ -177,20 +139,19 @@ def _log_evidence(
     champion_version: str | None,
     holdout: Holdout,
     decision: Decision,
-    gates: PromotionGates,
+    gate_settings: dict[str, Any],
+    spec: GateSpec,
     challenger_scores: np.ndarray,
     champion_scores: np.ndarray | None,
 ) -> None:
     """Log the decision's evidence on the open ``promote_model`` run: params, metrics, reasons,
     plots."""
-    import mlflow
-
     from flashsale_ml.training import plots
 
     log_params_flat(
         run_id,
         {
-            "gates": gates.model_dump(),
+            "gates": gate_settings,
             "holdout": {
                 "campaigns": list(holdout.window.campaign_ids),
                 "as_of": holdout.window.as_of,
@@ -200,28 +161,27 @@ def _log_evidence(
         },
     )
     log_metrics_batch(run_id, decision.metrics)
-    mlflow.log_dict(decision.to_dict(), "promotion/decision.json")
-    mlflow.log_text("\n".join(decision.reasons), "promotion/reasons.txt")
-    curves = {f"challenger v{version}": challenger_scores}
-    if champion_scores is not None:
-        curves[f"champion v{champion_version}"] = champion_scores
-    mlflow.log_figure(
-        plots.roc_curves_figure(holdout.labels, curves, "ROC on the promotion holdout"),
-        "plots/roc_holdout.png",
-    )
+    log_json(decision.to_dict(), "promotion/decision.json")
+    log_text("\n".join(decision.reasons), "promotion/reasons.txt")
+    figures = {}
+    if set(np.unique(holdout.labels)) <= {0, 1}:  # a ROC curve needs binary targets
+        curves = {f"challenger v{version}": challenger_scores}
+        if champion_scores is not None:
+            curves[f"champion v{champion_version}"] = champion_scores
+        figures["roc_holdout.png"] = plots.roc_curves_figure(
+            holdout.labels, curves, "ROC on the promotion holdout"
+        )
     if decision.bootstrap is not None:
         b = decision.bootstrap
-        mlflow.log_figure(
-            plots.bootstrap_figure(
-                b.distribution, b.difference, b.low, b.high, b.metric, gates.min_improvement
-            ),
-            "plots/bootstrap_difference.png",
+        figures["bootstrap_difference.png"] = plots.bootstrap_figure(
+            b.distribution, b.difference, b.low, b.high, b.metric, spec.primary.min_improvement
         )
+    log_figures(figures)
 
 
 def promote_version(
     settings: Settings,
-    model: str = "propensity",
+    model: str,
     version: str | None = None,
     features_uri: str | None = None,
     parent_run_id: str | None = None,
@@ -245,33 +205,31 @@ def promote_version(
     Raises:
         RegistryError: nothing to judge, or the champion kept changing.
     """
-    import mlflow
-
     name = resolve_name(model, settings)
-    configure(settings)
-    client = mlflow.MlflowClient()
-    version = version or alias_version(client, name, CHALLENGER)
+    kind = get_kind(kind_of(name, settings))
+    version = version or current_alias(settings, name, CHALLENGER)
     if not version:
         raise RegistryError(f"{name} has no {CHALLENGER}; pass a version to judge")
     version = str(version)
     if not features_uri:
-        features_uri = client.get_model_version(name, version).tags.get(FEATURE_SNAPSHOT_URI_TAG)
+        features_uri = version_tags(settings, name, version).get(FEATURE_SNAPSHOT_URI_TAG)
     if not features_uri:
         raise RegistryError(f"{name} version {version} records no feature snapshot; pass one")
-    holdout = newest_holdout(features_uri)
-    gates = settings.promotion
-    challenger = evaluate_version(client, name, version, holdout, settings.seed, True)
+    holdout = newest_holdout(features_uri, kind)
+    gate_settings = settings.gate_settings(kind.name)
+    spec = kind.gates(settings)
+    challenger = evaluate_version(settings, kind, name, version, holdout, True)
     for attempt in range(1, max_attempts + 1):
-        champion_version = alias_version(client, name, CHAMPION)
+        champion_version = current_alias(settings, name, CHAMPION)
         if champion_version == version:
             reasons = [f"version {version} is already the champion"]
             return {"name": name, "version": version, "promoted": False, "reasons": reasons}
         champion = (
-            evaluate_version(client, name, champion_version, holdout, settings.seed, False)
+            evaluate_version(settings, kind, name, champion_version, holdout, False)
             if champion_version
             else None
         )
-        decision = decide_promotion(challenger, champion, gates, settings.seed)
+        decision = decide_promotion(challenger, champion, spec, settings.seed)
         verdict = "promoted" if decision.promote else "rejected"
         tags = _decision_run_tags(name, version, champion_version, holdout, decision)
         with step_run(settings, "promote_model", parent_run_id, tags) as run:
@@ -282,7 +240,8 @@ def promote_version(
                 champion_version,
                 holdout,
                 decision,
-                gates,
+                gate_settings.model_dump(),
+                spec,
                 challenger.scores,
                 champion.scores if champion else None,
             )
@@ -298,14 +257,14 @@ def promote_version(
                 )
             except StaleDecisionError as exc:
                 log.warning("attempt %d superseded: %s", attempt, exc)
-                client.set_tag(run_id, RUN_SUPERSEDED_TAG, str(exc))
+                set_tags({RUN_SUPERSEDED_TAG: str(exc)}, run_id)
                 continue
             except Exception as exc:
                 # The run ends FAILED and says why; it never claims a decision.
-                _tag_quietly(client, run_id, RUN_NOT_APPLIED_TAG, f"{type(exc).__name__}: {exc}")
+                _tag_quietly(run_id, RUN_NOT_APPLIED_TAG, f"{type(exc).__name__}: {exc}")
                 raise
             # Applied: only now does the run carry the decision (and the parent run its copy).
-            client.set_tag(run_id, RUN_DECISION_TAG, verdict)
+            set_tags({RUN_DECISION_TAG: verdict}, run_id)
         log.info(
             "%s v%s %s: %s",
             name,
@@ -330,8 +289,8 @@ def promote_version(
     )
 
 
-def _tag_quietly(client, run_id: str, key: str, value: str) -> None:
+def _tag_quietly(run_id: str, key: str, value: str) -> None:
     try:
-        client.set_tag(run_id, key, value[:5000])
+        set_tags({key: value[:5000]}, run_id)
     except Exception:
         log.warning("could not tag run %s with %s", run_id, key, exc_info=True)

@@ -1,40 +1,30 @@
-"""Launch distributed training with ``torchrun`` and track it as one MLflow run.
+"""Launch a distributed worker module with ``torchrun`` and relay its output to logging.
 
-The launcher creates the MLflow run (nested under the pipeline run), starts ``torchrun`` with
-the configured processes per node and nodes, and closes the run with the workers' outcome.
-Checkpoints go to the lake under ``checkpoints/<run id>/``, so a restarted worker group
-resumes there.
+Generic over model kinds: a flavor that trains with DistributedDataParallel names its worker
+module and arguments; :func:`run_torchrun` starts ``torchrun`` with the configured processes
+per node and nodes (gloo on CPU, NCCL on GPU is the worker's choice), gives the step's share
+of the cores to its processes, relays every line of their output through
+:data:`torchrun_log` at the line's level, and raises with the output's tail if it fails.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from flashsale_ml.config import Settings
-from flashsale_ml.datasets import Snapshot
-from flashsale_ml.tracking import (
-    TAG_PREFIX,
-    configure,
-    lineage_tags,
-    log_params_flat,
-    log_snapshot_input,
-)
-from flashsale_ml.training.deep.model import DeepConfig
 
 log = logging.getLogger(__name__)
 # torchrun's output and its workers' (their logs, MLflow's, torch's C++ warnings), one record
 # per line at the level the line states, instead of stderr that task logs show as errors.
-torchrun_log = logging.getLogger("flashsale_ml.training.deep.torchrun")
+torchrun_log = logging.getLogger("flashsale_ml.training.distributed.torchrun")
 # Lines of output quoted in the error raised when torchrun fails.
 ERROR_TAIL_LINES = 40
 
@@ -51,15 +41,26 @@ class Launch:
     max_restarts: int = 3
 
 
-def torchrun_command(launch: Launch, worker_args: list[str]) -> list[str]:
+def free_port() -> int:
+    """A free TCP port on loopback (for a single-node rendezvous)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def torchrun_command(
+    launch: Launch,
+    worker_args: list[str],
+    module: str = "flashsale_ml.models.propensity.dcn.worker",
+) -> list[str]:
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun) if torchrun.exists() else "torchrun"]
     if launch.nnodes == 1:
         # An explicit rendezvous on a fresh loopback port with a unique id, not --standalone:
         # a second --standalone launch from the same process was seen waiting forever in
         # rendezvous.
-        from flashsale_ml.devstack import free_port
-
         cmd += [
             "--nnodes=1",
             "--rdzv-backend=c10d",
@@ -79,7 +80,7 @@ def torchrun_command(launch: Launch, worker_args: list[str]) -> list[str]:
         f"--nproc-per-node={launch.nproc_per_node}",
         f"--max-restarts={launch.max_restarts}",
         "-m",
-        "flashsale_ml.training.deep.train",
+        module,
         *worker_args,
     ]
     return cmd
@@ -193,124 +194,34 @@ def run_relayed(cmd: list[str], env: dict[str, str], relay: OutputRelay) -> int:
             raise
 
 
-def train_propensity_deep(
-    features_uri: str,
+def run_torchrun(
+    module: str,
+    worker_args: list[str],
+    launch: Launch,
     settings: Settings,
-    parent_run_id: str | None = None,
-    config: DeepConfig | None = None,
-    launch: Launch | None = None,
     extra_env: dict[str, str] | None = None,
-    resume_run_id: str | None = None,
-) -> dict[str, object]:
-    """Train the DCN-v2 propensity model with DDP; returns run id, model URI, test metrics.
+) -> None:
+    """Run ``module`` under torchrun and wait for it.
 
     Raises:
-        RuntimeError: torchrun failed (after its restarts); the MLflow run is marked FAILED.
+        RuntimeError: torchrun failed (after its restarts); the message holds the last
+            :data:`ERROR_TAIL_LINES` lines of its output.
     """
-    import mlflow
-
-    config = config or DeepConfig()
-    launch = launch or Launch()
-    configure(settings)
-    client = mlflow.MlflowClient()
-    experiment_id = client.get_experiment_by_name(settings.mlflow_experiment).experiment_id
-    with Snapshot(features_uri) as snap:
-        raw_snapshot_id = snap.manifest.metadata.get("input_snapshot_id")
-        feature_snapshot_id = snap.snapshot_id
-        rows = snap.manifest.tables["propensity"].rows
-    tags = {
-        **lineage_tags(settings),
-        f"{TAG_PREFIX}step": "train_propensity_deep",
-        f"{TAG_PREFIX}model_kind": "propensity",
-        f"{TAG_PREFIX}model_flavor": "pytorch",
-        f"{TAG_PREFIX}data_snapshot_id": str(raw_snapshot_id),
-        f"{TAG_PREFIX}feature_snapshot_uri": features_uri,
-        f"{TAG_PREFIX}feature_snapshot_id": feature_snapshot_id,
+    cmd = torchrun_command(launch, worker_args, module)
+    # The step's share of the cores, split among its worker processes.
+    threads = max(1, settings.compute_threads // launch.nproc_per_node)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        **(extra_env or {}),
     }
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
-    if resume_run_id:
-        # Continue a run that failed (e.g. its node died): same run, same checkpoints.
-        run_id = resume_run_id
-        client.update_run(run_id, status="RUNNING")
-        client.set_tag(run_id, f"{TAG_PREFIX}resumed", "true")
-    else:
-        run_id = client.create_run(
-            experiment_id, run_name="train_propensity_deep", tags=tags
-        ).info.run_id
-        _log_launch(client, run_id, features_uri, settings, config, launch, rows)
-
-    checkpoints = settings.lake_uri + f"/checkpoints/{run_id}"
-    with tempfile.TemporaryDirectory() as tmp:
-        result_path = Path(tmp) / "result.json"
-        cmd = torchrun_command(
-            launch,
-            [
-                "--features",
-                features_uri,
-                "--checkpoints",
-                checkpoints,
-                "--run-id",
-                run_id,
-                "--config",
-                config.model_dump_json(),
-                "--seed",
-                str(settings.seed),
-                "--result",
-                str(result_path),
-            ],
+    log.info("launching: %s", " ".join(cmd))
+    relay = OutputRelay(torchrun_log)
+    returncode = run_relayed(cmd, env, relay)
+    if returncode != 0:
+        output = "\n".join(relay.tail)
+        raise RuntimeError(
+            f"torchrun exited with {returncode}"
+            + (f"\nlast {len(relay.tail)} lines of its output:\n{output}" if output else "")
         )
-        # The step's share of the cores, split among its worker processes.
-        threads = max(1, settings.compute_threads // launch.nproc_per_node)
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": str(threads),
-            "MLFLOW_TRACKING_URI": settings.tracking_uri,
-            **(extra_env or {}),
-        }
-        log.info("launching: %s", " ".join(cmd))
-        relay = OutputRelay(torchrun_log)
-        returncode = run_relayed(cmd, env, relay)
-        if returncode != 0 or not result_path.exists():
-            client.set_terminated(run_id, "FAILED")
-            output = "\n".join(relay.tail)
-            raise RuntimeError(
-                f"torchrun exited with {returncode}; MLflow run "
-                f"{run_id} marked FAILED; checkpoints kept at {checkpoints}"
-                + (f"\nlast {len(relay.tail)} lines of its output:\n{output}" if output else "")
-            )
-        result = json.loads(result_path.read_text())
-    client.set_terminated(run_id, "FINISHED")
-    model_uri = client.get_run(run_id).data.tags.get(f"{TAG_PREFIX}model_uri")
-    return {
-        "run_id": run_id,
-        "model_uri": model_uri,
-        **{f"test_{k}": v for k, v in result["test"].items()},
-        "samples_per_second": result["samples_per_second"],
-        "restarts": result["restarts"],
-        "world_size": result["world_size"],
-        "backend": result["backend"],
-        "best_epoch": result["best_epoch"],
-        "epochs_run": result["epochs_run"],
-    }
-
-
-def _log_launch(
-    client,
-    run_id: str,
-    features_uri: str,
-    settings: Settings,
-    config: DeepConfig,
-    launch: Launch,
-    rows: int,
-) -> None:
-    log_params_flat(
-        run_id,
-        {
-            "deep": config.model_dump(mode="json"),
-            "seed": settings.seed,
-            "launch": launch.__dict__,
-            "rows": rows,
-        },
-    )
-    log_snapshot_input(run_id, features_uri, "propensity")

@@ -8,7 +8,6 @@ the arm (known before the sale starts) is a feature too.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,23 +16,15 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-log = logging.getLogger(__name__)
+from flashsale_ml import duck
+from flashsale_ml.contract import CONTRACT, CONTROL_ARM
 
-# Feature columns of the propensity table, in output order; docs/features.md explains each.
-USER_FEATURES = (
-    "events_1h", "events_24h", "events_7d", "events_30d",
-    "views_7d", "carts_30d", "purchases_30d", "purchases_all",
-    "revenue_all", "sessions_30d", "distinct_items_30d", "distinct_categories_30d",
-    "cart_to_purchase_30d", "discount_purchase_share", "days_since_last_event",
-    "days_since_last_purchase", "account_age_days", "accounts_per_device",
-    "accounts_per_ip", "past_sale_purchases", "past_sale_treated_purchases",
-    "past_sale_control_purchases", "preferred_hour", "sale_category_affinity",
-    "history_days", "events_per_day", "purchases_per_day", "sessions_per_day",
-)  # fmt: skip
-CATEGORICAL_FEATURES = ("region", "device_type", "arm")
-SALE_FEATURES = ("sale_hour", "sale_weekday", "days_to_payday", "days_to_holiday", "discount_depth")
-LABEL = "label_purchase"
-REVENUE_LABEL = "label_revenue"
+# The column names live in columns.py (importable without DuckDB); re-exported here.
+from flashsale_ml.features.columns import CATEGORICAL_FEATURES as CATEGORICAL_FEATURES
+from flashsale_ml.features.columns import LABEL as LABEL
+from flashsale_ml.features.columns import REVENUE_LABEL as REVENUE_LABEL
+from flashsale_ml.features.columns import SALE_FEATURES as SALE_FEATURES
+from flashsale_ml.features.columns import USER_FEATURES as USER_FEATURES
 
 
 @dataclass(frozen=True)
@@ -48,19 +39,9 @@ class Cutoff:
 def connect(
     tables: dict[str, Sequence[Path]], memory_limit: str = "4GB", threads: int | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with one view per table over its Parquet files."""
-    con = duckdb.connect()
-    # Hours, weekdays and dates of a timestamp must not depend on the machine's time zone
-    # (with TZ=America/New_York a 19:00 UTC sale had sale_hour 14).
-    con.execute("SET TimeZone='UTC'")
-    con.execute(f"SET memory_limit='{memory_limit}'")
-    con.execute("SET preserve_insertion_order=false")
-    con.execute("SET enable_progress_bar=false")  # task logs get our per-step lines instead
-    if threads:
-        con.execute(f"SET threads={int(threads)}")
-    for name, files in tables.items():
-        paths = ", ".join(f"'{p}'" for p in files)
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{paths}])")
+    """A DuckDB connection (:func:`flashsale_ml.duck.connect`: UTC, one view per table over its
+    Parquet files) where the tables the feature SQL reads but the shop lacks are filled in."""
+    con = duck.connect(tables, memory_limit=memory_limit, threads=threads)
     _fill_missing_views(con, set(tables))
     return con
 
@@ -71,8 +52,6 @@ def _fill_missing_views(con: duckdb.DuckDBPyConnection, present: set[str]) -> No
     Without ``events``, completed orders stand in as purchase events (no views or carts);
     without ``campaigns``/``assignments``, empty tables of the contract's shape.
     """
-    from flashsale_ml.contract import CONTRACT
-
     if "events" not in present and "orders" in present:
         con.execute("""
             CREATE VIEW events AS
@@ -83,8 +62,6 @@ def _fill_missing_views(con: duckdb.DuckDBPyConnection, present: set[str]) -> No
         """)
     for table in ("campaigns", "assignments", "orders"):
         if table not in present:
-            import pyarrow as pa
-
             con.register(
                 f"_{table}_empty",
                 pa.table({c.name: pa.array([], c.type) for c in CONTRACT[table].columns}),
@@ -291,9 +268,9 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
     past_sales AS (
         SELECT o.user_id,
             count(*) AS past_sale_purchases,
-            count(*) FILTER (WHERE a.arm IS NOT NULL AND a.arm <> 'control')
+            count(*) FILTER (WHERE a.arm IS NOT NULL AND a.arm <> '{CONTROL_ARM}')
                 AS past_sale_treated_purchases,
-            count(*) FILTER (WHERE a.arm = 'control') AS past_sale_control_purchases
+            count(*) FILTER (WHERE a.arm = '{CONTROL_ARM}') AS past_sale_control_purchases
         FROM orders o
         LEFT JOIN assignments a ON a.campaign_id = o.campaign_id AND a.user_id = o.user_id
         WHERE o.ts < $as_of AND o.campaign_id IS NOT NULL

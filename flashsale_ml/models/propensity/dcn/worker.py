@@ -1,7 +1,8 @@
 """Worker entry point of distributed training, launched by ``torchrun``.
 
     torchrun --standalone --nproc-per-node=2 --max-restarts=1 \\
-        -m flashsale_ml.training.deep.train --features URI --checkpoints URI --run-id ID
+        -m flashsale_ml.models.propensity.dcn.worker --features URI --checkpoints URI \\
+        --split '{"train": [...], "valid": [...], "test": [...]}' --run-id ID
 
 * Backend: NCCL when CUDA is available, gloo otherwise; one GPU per local rank.
 * Data: each rank reads only its shard of the feature Parquet (``data.read_shard``).
@@ -9,8 +10,10 @@
 * AMP (bfloat16 autocast) on GPU.
 * Fault tolerance: rank 0 writes a checkpoint to storage after every epoch; a restarted worker
   group (``torchrun --max-restarts``) resumes from the newest one.
+* Split: the shared campaign split policy (``training.splits``), passed by the launcher.
 * Tracking: rank 0 logs per-epoch metrics (one batch per epoch) into the MLflow run the
-  launcher created, and at the end the model, its evaluation and the loss curves.
+  launcher opened, and at the end saves the best weights and the test scores for the
+  launcher, which logs the model, its evaluation and the loss curves.
 """
 
 from __future__ import annotations
@@ -27,35 +30,28 @@ from typing import Any
 
 import numpy as np
 
-from flashsale_ml.training.deep.data import (
+from flashsale_ml.evaluation.binary import binary_metrics, evaluate_scores
+from flashsale_ml.features.columns import PROPENSITY_TABLE
+from flashsale_ml.models.propensity.dcn.data import (
     Encoded,
     cardinalities,
     encode,
     n_dense_columns,
     sale_columns,
 )
-from flashsale_ml.training.deep.model import DeepConfig, build_model
-from flashsale_ml.training.metrics import ScoreEvaluation, binary_metrics, evaluate_scores
+from flashsale_ml.models.propensity.dcn.network import DeepConfig, build_model
+from flashsale_ml.training.splits import CampaignSplit, part_positions
 
-log = logging.getLogger("flashsale_ml.training.deep")
+log = logging.getLogger("flashsale_ml.models.propensity.dcn")
 
 LATEST = "latest.json"
 FAIL_ONCE_ENV = "FLASHSALE_TEST_FAIL_ONCE_AT_EPOCH"  # test hook: kill rank 1 once, at this epoch
 
 
-def _split(encoded: Encoded, order: list[str]) -> dict[str, Encoded]:
-    """Time split by campaign, as for LightGBM: train on older sales, validate on the second
-    newest, test on the newest."""
-    if len(order) < 3:
-        raise ValueError(f"the deep model needs >= 3 campaigns for a time split, got {order}")
-    parts = {"train": order[:-2], "valid": [order[-2]], "test": [order[-1]]}
-    out = {}
-    for name, campaigns in parts.items():
-        mask = np.isin(encoded.campaign, campaigns)
-        out[name] = Encoded(
-            encoded.dense[mask], encoded.cats[mask], encoded.label[mask], encoded.campaign[mask]
-        )
-    return out
+def _split(encoded: Encoded, split: CampaignSplit, seed: int) -> dict[str, Encoded]:
+    """This rank's rows of each part, by the shared campaign split policy."""
+    positions = part_positions(split, encoded.campaign, encoded.user_id, seed)
+    return {name: encoded.take(rows) for name, rows in positions.items()}
 
 
 def _save_checkpoint(store, state: dict[str, Any], epoch: int) -> None:
@@ -119,8 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
     from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.models.propensity.dcn.data import read_shard
     from flashsale_ml.storage import open_store
-    from flashsale_ml.training.deep.data import read_shard
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--features", required=True)
@@ -128,7 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--config", default="{}")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--split", required=True, help="the campaign split, as JSON")
     parser.add_argument("--result", default=None, help="where rank 0 writes its result JSON")
+    parser.add_argument(
+        "--model-out", default=None, help="where rank 0 saves the best weights and test scores"
+    )
     args = parser.parse_args(argv)
     config = DeepConfig(**json.loads(args.config))
 
@@ -156,9 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
     with Snapshot(args.features) as snap:
-        order = [c["campaign_id"] for c in snap.manifest.metadata["cutoffs"]]
-        frame = read_shard(snap.local_files("propensity"), rank, world)
-    data = _split(encode(frame, config.user_buckets), order)
+        frame = read_shard(snap.local_files(PROPENSITY_TABLE), rank, world)
+    split = CampaignSplit.from_dict(json.loads(args.split))
+    data = _split(encode(frame, config.user_buckets), split, args.seed)
     train = data["train"]
     log.info(
         "backend %s, world %d, restart %d: %s train / %s valid / %s test rows on this rank",
@@ -302,82 +302,26 @@ def main(argv: list[str] | None = None) -> None:
             "best_epoch": best["epoch"] + 1 if best is not None else None,
             "epochs_run": len(history["valid_loss"]),
         }
-        if args.run_id:
-            _log_final(args.run_id, model, config, data["test"], evaluation, result)
+        if args.model_out:
+            # The launcher logs the model (through the tracking adapter) from these.
+            torch.save(
+                {
+                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "n_dense": data["test"].dense.shape[1],
+                    "example": np.hstack(
+                        [data["test"].dense[:5], data["test"].cats[:5].astype(np.float32)]
+                    ),
+                    "y_test": y_test,
+                    "p_test": np.clip(p_test, 1e-7, 1 - 1e-7),
+                },
+                args.model_out,
+            )
         if args.result:
             with open(args.result, "w") as fh:
                 json.dump(result, fh)
         log.info("test AUC %.4f, %.0f samples/s over %d ranks", test["auc"], throughput, world)
     dist.barrier()
     dist.destroy_process_group()
-
-
-def _log_final(
-    run_id: str,
-    model,
-    config: DeepConfig,
-    test: Encoded,
-    evaluation: ScoreEvaluation,
-    result: dict[str, Any],
-) -> None:
-    import mlflow
-    import torch
-    from mlflow.models import infer_signature
-
-    from flashsale_ml.tracking import log_metrics_batch
-    from flashsale_ml.training import plots
-
-    class PropensityNet(torch.nn.Module):
-        """One float matrix in (dense columns, then categorical codes), probabilities out."""
-
-        def __init__(self, net: torch.nn.Module, n_dense: int) -> None:
-            super().__init__()
-            self.net, self.n_dense = net, n_dense
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.net(x[:, : self.n_dense], x[:, self.n_dense :].long()))
-
-    wrapped = PropensityNet(model.cpu().eval(), test.dense.shape[1])
-    example = np.hstack([test.dense[:5], test.cats[:5].astype(np.float32)])
-    with torch.no_grad():
-        signature = infer_signature(example, wrapped(torch.from_numpy(example)).numpy())
-    log_metrics_batch(
-        run_id,
-        {f"test_{k}": v for k, v in result["test"].items()}
-        | {
-            "samples_per_second": result["samples_per_second"],
-            "restarts": float(result["restarts"]),
-            "best_epoch": float(result["best_epoch"] or 0),
-        },
-    )
-    with mlflow.start_run(run_id=run_id):
-        import mlflow.pytorch
-
-        info = mlflow.pytorch.log_model(
-            wrapped,
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
-        )
-        mlflow.set_tag("flashsale.model_uri", info.model_uri)
-        for name, fig in plots.test_window_figures(evaluation, "DCN-v2").items():
-            mlflow.log_figure(fig, f"plots/{name}")
-        mlflow.log_figure(
-            plots.curves_figure(
-                {
-                    "train (mean over the epoch)": result["history"]["train_loss"],
-                    "validation": result["history"]["valid_loss"],
-                },
-                "DCN-v2 loss",
-                "log loss",
-                xlabel="epoch",
-                best=result["best_epoch"],
-                best_label="best epoch (early stopping):",
-            ),
-            "plots/learning_curves.png",
-        )
-        mlflow.log_dict(config.model_dump(mode="json"), "config/deep.json")
 
 
 if __name__ == "__main__":

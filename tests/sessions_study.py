@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from flashsale_ml.training.metrics import binary_metrics
+from flashsale_ml.evaluation.binary import binary_metrics
 
 LABEL = "revenue"
 # The source columns. Codes (operating system, browser, region, traffic type) enter as plain
@@ -72,7 +72,7 @@ def _fit_predict(
 ) -> np.ndarray:
     import lightgbm as lgb
 
-    from flashsale_ml.training.propensity_lgbm import lightgbm_logging
+    from flashsale_ml.models.propensity.lgbm import lightgbm_logging
 
     booster = lgb.train(
         {**_params(seed), "verbosity": lightgbm_logging()},

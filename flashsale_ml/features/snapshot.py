@@ -14,23 +14,30 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 
+from flashsale_ml.contract import SHOP_TABLES
 from flashsale_ml.datasets import Snapshot, SnapshotWriter
 from flashsale_ml.errors import DataError
-from flashsale_ml.features.build import (
+from flashsale_ml.features.columns import (
+    ITEMS_TABLE,
     LABEL,
+    PROPENSITY_TABLE,
+    SESSIONS_TABLE,
+    TRAFFIC_TABLE,
+    USER_CATEGORY_TABLE,
+)
+from flashsale_ml.features.groups import item_features, traffic_window, user_category_affinity
+from flashsale_ml.features.sql import (
     Cutoff,
     connect,
     cutoffs_from_campaigns,
     propensity_features,
 )
-from flashsale_ml.features.groups import item_features, traffic_window, user_category_affinity
 from flashsale_ml.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
 FEATURE_DATASET = "features"
 FEATURE_ROW_GROUP = 1 << 17
-SHOP_SOURCE_TABLES = ("users", "items", "events", "orders", "campaigns", "assignments", "traffic")
 
 
 def build_features(
@@ -58,7 +65,7 @@ def build_features(
     with Snapshot(raw_uri) as raw:
         if "shopper_sessions" in raw.tables:
             return _build_session_features(raw, lake)
-        present = [t for t in SHOP_SOURCE_TABLES if t in raw.tables]
+        present = [t for t in SHOP_TABLES if t in raw.tables]
         con = connect(
             {t: raw.local_files(t) for t in present}, memory_limit=memory_limit, threads=threads
         )
@@ -76,12 +83,12 @@ def build_features(
             ],
         }
         groups = [
-            ("propensity", propensity_features),
-            ("items", item_features),
-            ("user_category", user_category_affinity),
+            (PROPENSITY_TABLE, propensity_features),
+            (ITEMS_TABLE, item_features),
+            (USER_CATEGORY_TABLE, user_category_affinity),
         ]
-        if "traffic" in present:
-            groups.append(("traffic", traffic_window))
+        if "traffic" in present:  # the raw table: a shop without traffic gets no such group
+            groups.append((TRAFFIC_TABLE, traffic_window))
         # Small row groups let distributed training shard the table by row group.
         with SnapshotWriter(
             lake, FEATURE_DATASET, metadata=metadata, row_group_size=FEATURE_ROW_GROUP
@@ -101,7 +108,7 @@ def build_features(
                         name,
                         time.perf_counter() - started,
                         f", positive rate {_mean(table, LABEL):.4f}"
-                        if name == "propensity"
+                        if name == PROPENSITY_TABLE
                         else "",
                     )
         con.close()
@@ -153,7 +160,7 @@ def _build_session_features(raw: Snapshot, lake: ObjectStore) -> str:
     """).to_arrow_table()
     metadata = {"input_snapshot": raw.uri, "input_snapshot_id": raw.snapshot_id, "cutoffs": []}
     with SnapshotWriter(lake, FEATURE_DATASET, metadata=metadata) as writer:
-        writer.append("sessions", table)
+        writer.append(SESSIONS_TABLE, table)
     con.close()
     return writer.uri
 

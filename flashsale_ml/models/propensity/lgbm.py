@@ -10,7 +10,6 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,25 +18,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
-from flashsale_ml.contract import CONTROL_ARM, DEVICE_TYPES, PROMO_TYPES, REGIONS
-from flashsale_ml.features.build import LABEL, SALE_FEATURES, USER_FEATURES
-from flashsale_ml.training.metrics import ScoreEvaluation, binary_metrics, evaluate_scores, roc_auc
+from flashsale_ml.evaluation.binary import ScoreEvaluation, binary_metrics, evaluate_scores, roc_auc
+from flashsale_ml.features.columns import LABEL, SALE_FEATURES, USER_FEATURES
+
+# Fixed vocabularies (from the contract) so that integer codes mean the same thing in training
+# and in scoring; an unknown value becomes -1, which LightGBM treats as missing.
+from flashsale_ml.features.encoding import CATEGORY_VOCAB, category_codes
+from flashsale_ml.training.splits import CampaignSplit, in_time_validation_users, plan_split
 
 log = logging.getLogger(__name__)
 # LightGBM's own messages (its C++ library's and its Python package's) go to this logger, at
 # the level each message states, instead of to stdout and warnings (see lightgbm_logging).
 lightgbm_log = logging.getLogger("lightgbm")
 
-# Fixed vocabularies (from the contract) so that integer codes mean the same thing in training
-# and in scoring; an unknown value becomes -1, which LightGBM treats as missing.
-CATEGORY_VOCAB: dict[str, tuple[str, ...]] = {
-    "region": REGIONS,
-    "device_type": DEVICE_TYPES,
-    "arm": (CONTROL_ARM, *PROMO_TYPES),
-}
 FEATURES: tuple[str, ...] = (*USER_FEATURES, *CATEGORY_VOCAB, *SALE_FEATURES)
 # The columns training reads from a feature snapshot: split keys, features and the label.
-TRAINING_COLUMNS: tuple[str, ...] = ("campaign_id", "as_of", *FEATURES, LABEL)
+TRAINING_COLUMNS: tuple[str, ...] = ("campaign_id", "as_of", "user_id", *FEATURES, LABEL)
 TRAIN_EVAL_SAMPLE = 100_000
 CURVE_SAMPLE = 20_000
 
@@ -147,28 +143,6 @@ def encode_features(frame: pd.DataFrame) -> pd.DataFrame:
 DICTIONARY_COLUMNS: tuple[str, ...] = ("campaign_id", *CATEGORY_VOCAB)
 
 
-def category_codes(values: pa.ChunkedArray | pa.Array, vocab: Sequence[str]) -> np.ndarray:
-    """Position of each value in ``vocab`` (int32), -1 for nulls and values not in it.
-
-    Dictionary-encoded chunks are looked up once per dictionary entry, not once per row, and
-    each chunk may carry its own dictionary (as Parquet row groups do).
-    """
-    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    value_set = pa.array(list(vocab), pa.string())
-    parts = []
-    for chunk in chunks:
-        if pa.types.is_dictionary(chunk.type):
-            found = pc.index_in(chunk.dictionary.cast(pa.string()), value_set).fill_null(-1)
-            # one extra slot at the end for null indices
-            lookup = np.append(np.asarray(found, dtype=np.int32), np.int32(-1))
-            indices = chunk.indices.fill_null(len(lookup) - 1)
-            parts.append(lookup[np.asarray(indices)])
-        else:
-            found = pc.index_in(chunk.cast(pa.string()), value_set).fill_null(-1)
-            parts.append(np.asarray(found, dtype=np.int32))
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
-
-
 def feature_table(table: pa.Table) -> pa.Table:
     """The model's input as Arrow: the columns ``FEATURES`` in order, categoricals as int32
     codes of :data:`CATEGORY_VOCAB` (-1 for nulls and unknown values, which LightGBM treats
@@ -213,50 +187,56 @@ def _distinct_strings(values: pa.ChunkedArray | pa.Array) -> list[str]:
 
 
 def _split_positions(
-    campaign_ids: pa.ChunkedArray | pa.Array, as_of: pa.ChunkedArray | pa.Array, seed: int
+    campaign_ids: pa.ChunkedArray | pa.Array,
+    as_of: pa.ChunkedArray | pa.Array,
+    user_ids: pa.ChunkedArray | pa.Array,
+    seed: int,
+    split: CampaignSplit | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    """Row positions of each part: train on older campaigns, validate on the second newest,
-    test on the newest; with two campaigns, validate on a seeded 20 % of the older one.
+    """Row positions of each part under the shared campaign split policy
+    (:mod:`flashsale_ml.training.splits`), and the campaigns of each part.
 
-    Campaign ids may be strings or Arrow dictionaries; campaigns are ordered by their first
-    ``as_of``, then by id.
+    Campaign ids may be strings or Arrow dictionaries. Without ``split``, campaigns are
+    ordered by their first ``as_of``, then by id, and planned by :func:`plan_split`.
     """
     names = _distinct_strings(campaign_ids)
     codes = category_codes(campaign_ids, names)
-    starts = (
-        pa.table({"code": codes, "as_of": as_of})
-        .filter(pc.greater_equal(pa.array(codes), 0))
-        .group_by("code")
-        .aggregate([("as_of", "min")])
-        .to_pydict()
-    )
-    order = [
-        names[code]
-        for _, code in sorted(
-            zip(starts["as_of_min"], starts["code"], strict=True),
-            key=lambda pair: (pair[0], names[pair[1]]),
+    if split is None:
+        starts = (
+            pa.table({"code": codes, "as_of": as_of})
+            .filter(pc.greater_equal(pa.array(codes), 0))
+            .group_by("code")
+            .aggregate([("as_of", "min")])
+            .to_pydict()
         )
-    ]
-    if len(order) < 2:
-        raise ValueError(
-            f"need features for at least two campaigns for a time-based split, got {order}"
-        )
-    # code -> rank of its campaign in time; rows without a campaign id take part in nothing
+        order = [
+            names[code]
+            for _, code in sorted(
+                zip(starts["as_of_min"], starts["code"], strict=True),
+                key=lambda pair: (pair[0], names[pair[1]]),
+            )
+        ]
+        split = plan_split(order)
     code_of = {name: code for code, name in enumerate(names)}
-    rank_of_code = np.full(len(names) + 1, -1, dtype=np.int64)
-    rank_of_code[[code_of[c] for c in order]] = np.arange(len(order))
-    rank = rank_of_code[codes]
-    test = np.flatnonzero(rank == len(order) - 1)
-    if len(order) >= 3:
-        train = np.flatnonzero((rank >= 0) & (rank < len(order) - 2))
-        valid = np.flatnonzero(rank == len(order) - 2)
-        parts = {"train": order[:-2], "valid": [order[-2]], "test": [order[-1]]}
+
+    def rows_of(campaigns: tuple[str, ...]) -> np.ndarray:
+        wanted = [code_of[c] for c in campaigns if c in code_of]
+        return np.isin(codes, wanted) if wanted else np.zeros(len(codes), dtype=bool)
+
+    test = rows_of(split.test)
+    if split.in_time_validation:
+        older = rows_of(split.train)
+        users = np.asarray(pc.fill_null(user_ids, 0) if user_ids.null_count else user_ids)
+        sampled = in_time_validation_users(users, seed)
+        train, valid = older & ~sampled, older & sampled
     else:
-        older = np.flatnonzero(rank == 0)
-        in_valid = np.random.default_rng(seed).random(len(older)) < 0.2
-        train, valid = older[~in_valid], older[in_valid]
-        parts = {"train": [order[0]], "valid": [order[0]], "test": [order[-1]]}
-    return {"train": train, "valid": valid, "test": test}, parts
+        train, valid = rows_of(split.train), rows_of(split.valid)
+    positions = {
+        "train": np.flatnonzero(train),
+        "valid": np.flatnonzero(valid),
+        "test": np.flatnonzero(test),
+    }
+    return positions, split.as_dict()
 
 
 def time_split(frame: pd.DataFrame, seed: int) -> TimeSplit:
@@ -268,7 +248,10 @@ def time_split(frame: pd.DataFrame, seed: int) -> TimeSplit:
         ValueError: fewer than two campaigns, so no out-of-time test set exists.
     """
     positions, parts = _split_positions(
-        pa.array(frame["campaign_id"], pa.string()), pa.array(frame["as_of"]), seed
+        pa.array(frame["campaign_id"], pa.string()),
+        pa.array(frame["as_of"]),
+        pa.array(frame["user_id"], pa.int64()),
+        seed,
     )
     train, valid, test = (frame.iloc[positions[name]] for name in ("train", "valid", "test"))
     return TimeSplit(train, valid, test, parts)
@@ -287,7 +270,9 @@ def encode_split(split: TimeSplit) -> EncodedSplit:
     )
 
 
-def encoded_time_split(table: pa.Table, seed: int) -> EncodedSplit:
+def encoded_time_split(
+    table: pa.Table, seed: int, split: CampaignSplit | None = None
+) -> EncodedSplit:
     """:func:`time_split` and :func:`feature_table` in one pass over an Arrow table.
 
     Feature snapshots store rows campaign by campaign, so each part (train, valid, test) is
@@ -298,10 +283,12 @@ def encoded_time_split(table: pa.Table, seed: int) -> EncodedSplit:
     Raises:
         ValueError: a feature column is missing, or fewer than two campaigns.
     """
-    missing = [c for c in (*FEATURES, LABEL, "campaign_id", "as_of") if c not in table.schema.names]
+    missing = [c for c in TRAINING_COLUMNS if c not in table.schema.names]
     if missing:
         raise ValueError(f"propensity features: missing column(s) {missing}")
-    positions, parts = _split_positions(table["campaign_id"], table["as_of"], seed)
+    positions, parts = _split_positions(
+        table["campaign_id"], table["as_of"], table["user_id"], seed, split
+    )
     features = feature_table(table)
     labels = table[LABEL]
     x: dict[str, pa.Table] = {}

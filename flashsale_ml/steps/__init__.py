@@ -1,0 +1,32 @@
+"""One function per pipeline step, each returning a small JSON-able value (URIs, ids, metrics).
+
+These are what Airflow tasks and the ``flashsale`` CLI call, organised by workflow:
+:mod:`.data` (simulate or ingest, validate, build features) and :mod:`.training` (train,
+register, promote, and the whole pipeline in-process). Each step reads settings from the
+environment unless given some, records what it did on an MLflow run nested under the
+pipeline's run, and hands the next step a URI instead of data.
+"""
+
+from flashsale_ml.steps.data import build_features, generate_data, validate_data
+from flashsale_ml.steps.training import (
+    finish_pipeline,
+    promote_model,
+    register_model,
+    run_pipeline,
+    start_pipeline,
+    train_branch,
+    train_model,
+)
+
+__all__ = [
+    "build_features",
+    "finish_pipeline",
+    "generate_data",
+    "promote_model",
+    "register_model",
+    "run_pipeline",
+    "start_pipeline",
+    "train_branch",
+    "train_model",
+    "validate_data",
+]

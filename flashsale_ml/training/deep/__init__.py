@@ -1,1 +1,0 @@
-"""Distributed PyTorch (DDP) propensity model: DCN-v2, launched by torchrun."""
