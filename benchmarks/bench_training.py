@@ -56,6 +56,7 @@ def main() -> None:
     from flashsale_ml.evaluation.binary import binary_metrics
     from flashsale_ml.features import build_features
     from flashsale_ml.features.sql import LABEL
+    from flashsale_ml.models.propensity import train_dcn as train_propensity_deep
     from flashsale_ml.models.propensity.dcn.network import DeepConfig
     from flashsale_ml.models.propensity.lgbm import (
         CATEGORY_VOCAB,
@@ -66,7 +67,7 @@ def main() -> None:
     )
     from flashsale_ml.simulation.oracle import oracle_scores
     from flashsale_ml.storage import open_store
-    from flashsale_ml.training.distributed import Launch, train_propensity_deep
+    from flashsale_ml.training.distributed import Launch
 
     def emit(row: dict) -> None:
         print(json.dumps(row), flush=True)
@@ -180,6 +181,7 @@ def wrapper_overhead(lake, features: str, frame, rows: int, settings, repeat: in
 
     from flashsale_ml.datasets import Snapshot, SnapshotWriter
     from flashsale_ml.features.sql import LABEL
+    from flashsale_ml.models.propensity import train_lgbm as train_propensity_lgbm_step
     from flashsale_ml.models.propensity.lgbm import (
         CATEGORY_VOCAB,
         LgbmConfig,
@@ -188,7 +190,6 @@ def wrapper_overhead(lake, features: str, frame, rows: int, settings, repeat: in
         time_split,
     )
     from flashsale_ml.tracking import configure
-    from flashsale_ml.training.runner import train_propensity_lgbm_step
 
     reps = -(-rows // len(frame))
     tiled = pd.concat([frame] * reps, ignore_index=True)

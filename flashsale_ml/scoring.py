@@ -11,6 +11,7 @@ unchanged champion is not downloaded again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ class AliasScorer:
         self._version: str | None = None
         self._loaded: dict[str, Predictor] = {}
         self.resolutions = 0  # registry requests made, for the curious and the tests
+        self._lock = threading.Lock()
 
     def current_version(self) -> str:
         """The version the alias points to (resolved at most once per refresh interval).
@@ -127,10 +129,19 @@ class AliasScorer:
         Raises:
             RegistryError: the alias is not set (e.g. no model of this kind was promoted yet).
         """
+        return self._current()[0]
+
+    def _current(self) -> tuple[str, Predictor]:
+        # One lock: threads sharing a scorer never see a version whose model another thread
+        # just replaced, and a new version is downloaded once, not once per thread.
+        with self._lock:
+            return self._resolve()
+
+    def _resolve(self) -> tuple[str, Predictor]:
         now = self._clock()
         fresh = self._resolved_at is not None and now - self._resolved_at < self.refresh_interval_s
         if fresh and self._version is not None:
-            return self._version
+            return self._version, self._loaded[self._version]
         target = alias_target(self.settings, self.name, self.alias)
         self.resolutions += 1
         if target is None:
@@ -142,8 +153,8 @@ class AliasScorer:
             # even if the alias moves while we download.
             self._loaded = {version: predictor_for(f"models:/{self.name}/{version}", tags)}
         self._version, self._resolved_at = version, now
-        return version
+        return version, self._loaded[version]
 
     def score(self, frame: pd.DataFrame) -> Scores:
-        version = self.current_version()
-        return Scores(self.name, version, self.alias, self._loaded[version](frame))
+        version, predict = self._current()
+        return Scores(self.name, version, self.alias, predict(frame))

@@ -37,20 +37,24 @@ SUMMARY_TAGS = (f"{TAG_PREFIX}promotion.decision", f"{TAG_PREFIX}challenger_vers
 # carries ?viewStateShareKey=<key>): pipeline runs with their headline results as columns.
 RUNS_VIEW_KEY = "pipeline-results"
 RUNS_VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW_KEY}"
-RUNS_VIEW = {
-    "selectedColumns": [
-        f"tags.`{TAG_PREFIX}promotion.decision`",
-        f"tags.`{TAG_PREFIX}challenger_version`",
-        "metrics.`train_propensity_lgbm.test_auc`",
-        "metrics.`train_propensity_lgbm.test_ece`",
-        "metrics.`train_propensity_lgbm.test_mean_prediction`",
-        "metrics.`train_propensity_lgbm.test_positive_rate`",
-        "metrics.`train_propensity_deep.test_auc`",
-    ],
-    "searchFilter": f"tags.`{TAG_PREFIX}kind` = 'pipeline'",
-    "orderByKey": "attributes.start_time",
-    "orderByAsc": False,
-}
+
+
+def runs_view() -> dict[str, Any]:
+    """The saved view: the decision, the version judged, and each training branch's headline
+    test metrics (all of them for a branch that is promoted, the first for the others)."""
+    from flashsale_ml.models import get_flavor, get_kind, training_branches
+
+    columns = [f"tags.`{TAG_PREFIX}promotion.decision`", f"tags.`{TAG_PREFIX}challenger_version`"]
+    for branch in training_branches():
+        step = get_flavor(branch.kind, branch.flavor).step_name
+        headline = get_kind(branch.kind).headline_metrics
+        columns += [f"metrics.`{step}.{m}`" for m in (headline if branch.promote else headline[:1])]
+    return {
+        "selectedColumns": columns,
+        "searchFilter": f"tags.`{TAG_PREFIX}kind` = 'pipeline'",
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+    }
 
 
 def runs_view_url(server_url: str, experiment_id: str) -> str:
@@ -60,7 +64,7 @@ def runs_view_url(server_url: str, experiment_id: str) -> str:
 
 def _ensure_ui_tags(client: Any, experiment_id: str, tags: Mapping[str, str]) -> None:
     """Experiments made before these tags existed (or by hand) get them too."""
-    wanted = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, RUNS_VIEW_TAG: json.dumps(RUNS_VIEW)}
+    wanted = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, RUNS_VIEW_TAG: json.dumps(runs_view())}
     for key, value in wanted.items():
         if tags.get(key) != value:
             client.set_experiment_tag(experiment_id, key, value)
@@ -129,15 +133,33 @@ def initialise_sqlite_store(tracking_uri: str) -> None:
         _initialised_stores.add(key)
 
 
+# (tracking URI, experiment name) -> experiment id, for the life of the process: the store is
+# initialised and the experiment looked up (or created) once, not on every registry call.
+_CONFIGURED: dict[tuple[str, str], str] = {}
+
+
 def configure(settings: Settings) -> str:
     """Point MLflow at the configured store and make sure the experiment exists.
 
-    A fresh SQLite store is initialised first, under a file lock (see
-    :func:`initialise_sqlite_store`).
+    The first call per store and experiment in a process initialises a fresh SQLite store
+    (under a file lock, see :func:`initialise_sqlite_store`), finds or creates the experiment
+    and sets it active; later calls only point MLflow at the store (no request).
 
     Returns:
         The experiment id.
     """
+    import mlflow
+
+    key = (settings.tracking_uri, settings.mlflow_experiment)
+    if key in _CONFIGURED:
+        if mlflow.get_tracking_uri() != settings.tracking_uri:
+            mlflow.set_tracking_uri(settings.tracking_uri)
+        return _CONFIGURED[key]
+    _CONFIGURED[key] = experiment_id = _configure_store(settings)
+    return experiment_id
+
+
+def _configure_store(settings: Settings) -> str:
     import mlflow
 
     route_mlflow_logging()
@@ -161,7 +183,7 @@ def configure(settings: Settings) -> str:
             tags={
                 "project": "flashsale-ml",
                 EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
-                RUNS_VIEW_TAG: json.dumps(RUNS_VIEW),
+                RUNS_VIEW_TAG: json.dumps(runs_view()),
             },
         )
     except mlflow.exceptions.MlflowException:
@@ -330,7 +352,11 @@ def step_run(
     client = mlflow.MlflowClient()
     try:
         active = mlflow.start_run(
-            run_name=name, parent_run_id=parent_run_id, tags=all_tags, nested=nested
+            experiment_id=experiment_id,
+            run_name=name,
+            parent_run_id=parent_run_id,
+            tags=all_tags,
+            nested=nested,
         )
     except Exception as exc:
         committed = _committed_run(client, experiment_id, token)

@@ -133,6 +133,8 @@ class ModelKind(Protocol):
         flat_gate_settings: whether ``FLASHSALE_PROMOTION__<GATE>`` (no kind) configures it
             (kept for the first kind, whose gates were configured that way).
         pipeline_branches: what the training pipeline trains of this kind.
+        headline_metrics: the test metrics people compare runs by (columns of the MLflow
+            runs view), the most important first.
     """
 
     name: str
@@ -143,6 +145,7 @@ class ModelKind(Protocol):
     gate_settings: type[BaseModel]
     flat_gate_settings: bool
     pipeline_branches: tuple[TrainingBranch, ...]
+    headline_metrics: tuple[str, ...]
 
     def select_holdout(self, frame: pd.DataFrame) -> HoldoutSelection:
         """The newest campaign's rows of the kind's feature table, in a fixed order."""

@@ -330,7 +330,7 @@ def test_a_promotion_race_supersedes_one_attempt_which_re_decides(
     superseded, and re-decided against the winner."""
     import mlflow
 
-    from flashsale_ml import promote as promote_module
+    from flashsale_ml.promotion import flow as promote_module
 
     settings = settings_for(stack, "barrier")
     name = "barrier-propensity"

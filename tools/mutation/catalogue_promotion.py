@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (source fragments must match exactly)
 """Promotion-gate bugs (issue 23): each lets a challenger through that a gate must stop, or
 breaks the evidence a gate relies on. Pure-decision bugs point at the fast unit tests; the
 registry's stale-decision check at the real-server race test."""
@@ -96,6 +97,25 @@ MUTATIONS = [
         "        results.append(CheckResult(result.name, True, result.detail))\n",
         (f"{UNIT}::test_calibration_in_the_large_decides_for_a_first_model",),
         "a model forecasting 35 % more buyers than there are is promoted",
+    ),
+    Mutation(
+        "n_monotone_tolerance_unused",
+        "flashsale_ml/models/propensity/kind.py",
+        "            predict, sample, seed, MONOTONE_GRID, monotone_tolerance=gates.monotone_tolerance",
+        "            predict, sample, seed, MONOTONE_GRID",
+        (
+            "tests/test_model_kinds.py::test_configured_monotone_tolerance_lets_a_small_fall_pass",
+            "tests/test_model_kinds.py::test_monotone_tolerance_is_the_threshold",
+        ),
+        "the configured monotone_tolerance never reaches the behavioural check (issue 15)",
+    ),
+    Mutation(
+        "o_alias_resolved_on_every_call",
+        "flashsale_ml/scoring.py",
+        "        if fresh and self._version is not None:",
+        "        if False:",
+        ("tests/test_model_kinds.py::test_alias_is_resolved_once_per_interval",),
+        "a scorer asks the registry on every score() call (issue 15)",
     ),
     Mutation(
         "k_partial_validation_counts",
