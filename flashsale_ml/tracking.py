@@ -1,7 +1,10 @@
-"""Thin MLflow adapter: experiment setup, pipeline parent runs, batched logging, lineage tags.
+"""Thin MLflow tracking adapter: experiment setup, pipeline and step runs, batched logging,
+lineage tags, logging a model with any MLflow flavor and loading one back.
 
-Everything that talks to MLflow's tracking API lives here or in :mod:`flashsale_ml.registry`,
-so training code stays testable without a server.
+Only this module and :mod:`flashsale_ml.registry` import ``mlflow`` (a test enforces it), so
+training, promotion and scoring code stays testable without a server and MLflow's API is
+wrapped in one place. ``mlflow`` itself is imported inside the functions: importing this
+module is cheap.
 """
 
 from __future__ import annotations
