@@ -143,17 +143,18 @@ def flashsale_training_pipeline() -> None:
 
     @task
     def train_branch(
-        task_id: str, features_uri: str, parent_run_id: str, params: dict[str, str]
+        branch_task_id: str, features_uri: str, parent_run_id: str, form_fields: dict[str, str]
     ) -> dict[str, Any]:
-        """Train one branch; ``params`` maps the flavor's options to this run's form fields.
+        """Train one branch; ``form_fields`` maps flavor options to this run's form fields
+        (``params`` is a name Airflow reserves for the run's params).
 
         The deep branch runs DCN-v2 with DistributedDataParallel, launched by torchrun from
         inside the task: single node here; multi-node runs use one such task per node (e.g.
         KubernetesPodOperator) with a shared c10d rendezvous endpoint.
         """
         form = get_current_context()["params"]
-        options = {option: form[field] for option, field in params.items()}
-        return _step("train_branch", task_id, features_uri, parent_run_id, **options)
+        options = {option: form[field] for option, field in form_fields.items()}
+        return _step("train_branch", branch_task_id, features_uri, parent_run_id, **options)
 
     @task
     def register_model(training: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -88,6 +88,9 @@ class Flavor(Protocol):
     name: str
     library: str
     step_name: str
+    # How far two scores of the same row may differ for numerical reasons alone (batch
+    # position, summation order): 1e-9 for float64 trees, ~1e-6 for float32 networks.
+    invariance_tolerance: float
 
     def fit(self, request: FitRequest) -> FittedModel: ...
 
@@ -160,9 +163,15 @@ class ModelKind(Protocol):
         ...
 
     def behavioural_checks(
-        self, predict: Predictor, sample: pd.DataFrame, seed: int, settings: Settings
+        self,
+        predict: Predictor,
+        sample: pd.DataFrame,
+        seed: int,
+        settings: Settings,
+        invariance_tolerance: float = 1e-9,
     ) -> tuple[CheckResult, ...]:
-        """Checks the challenger's scoring path must pass whatever its metrics say."""
+        """Checks the challenger's scoring path must pass whatever its metrics say
+        (``invariance_tolerance``: the flavor's numerical noise)."""
         ...
 
 

@@ -98,7 +98,9 @@ def evaluate_version(
         sample = holdout.frame.sample(
             n=min(BEHAVIOUR_SAMPLE_ROWS, len(holdout.frame)), random_state=settings.seed
         ).reset_index(drop=True)
-        behaviour = kind.behavioural_checks(predict, sample, settings.seed, settings)
+        behaviour = kind.behavioural_checks(
+            predict, sample, settings.seed, settings, flavor.invariance_tolerance
+        )
     return ModelEvaluation(
         model=f"{name}/{version}",
         holdout=holdout.window,

@@ -1,4 +1,3 @@
-# ruff: noqa: E501  (source fragments must match exactly)
 """Promotion-gate bugs (issue 23): each lets a challenger through that a gate must stop, or
 breaks the evidence a gate relies on. Pure-decision bugs point at the fast unit tests; the
 registry's stale-decision check at the real-server race test."""
@@ -101,8 +100,8 @@ MUTATIONS = [
     Mutation(
         "n_monotone_tolerance_unused",
         "flashsale_ml/models/propensity/kind.py",
-        "            predict, sample, seed, MONOTONE_GRID, monotone_tolerance=gates.monotone_tolerance",
-        "            predict, sample, seed, MONOTONE_GRID",
+        "            monotone_tolerance=gates.monotone_tolerance,\n",
+        "",
         (
             "tests/test_model_kinds.py::test_configured_monotone_tolerance_lets_a_small_fall_pass",
             "tests/test_model_kinds.py::test_monotone_tolerance_is_the_threshold",

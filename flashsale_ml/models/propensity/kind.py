@@ -72,7 +72,12 @@ class PropensityKind:
         return settings.gate_settings(self.name).spec()
 
     def behavioural_checks(
-        self, predict: Predictor, sample: pd.DataFrame, seed: int, settings: Settings
+        self,
+        predict: Predictor,
+        sample: pd.DataFrame,
+        seed: int,
+        settings: Settings,
+        invariance_tolerance: float = 1e-9,
     ) -> tuple[CheckResult, ...]:
         """Row-order and irrelevant-column invariance, and a mean prediction that does not
         fall as the discount deepens (beyond the ``monotone_tolerance`` gate setting)."""
@@ -80,7 +85,12 @@ class PropensityKind:
 
         gates = settings.gate_settings(self.name)
         return behavioural_checks(
-            predict, sample, seed, MONOTONE_GRID, monotone_tolerance=gates.monotone_tolerance
+            predict,
+            sample,
+            seed,
+            MONOTONE_GRID,
+            monotone_tolerance=gates.monotone_tolerance,
+            invariance_tolerance=invariance_tolerance,
         )
 
 
