@@ -196,6 +196,27 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """What a campaign caused, against its randomized holdout (integrity checks first)."""
+    from flashsale_ml import steps
+    from flashsale_ml.evaluation.external import parse_mapping
+
+    result = steps.evaluate_campaign(
+        args.campaign,
+        args.data,
+        out_uri=args.out,
+        assignments=args.assignments,
+        outcomes=args.outcomes,
+        mapping=parse_mapping(args.map),
+        control=args.control,
+        holdout_share=args.holdout_share,
+    )
+    for line in result["headline"]:
+        print(line, file=sys.stderr)
+    _print(result)
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     """Remove what crashed writers left in the lake (never a committed snapshot)."""
     from datetime import timedelta
@@ -474,6 +495,43 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", required=True, help="name (flashsale-propensity) or kind")
     r.add_argument("--reason", default="manual rollback")
     p.set_defaults(func=cmd_registry)
+
+    p = sub.add_parser(
+        "evaluate", help="measure what a campaign caused against its randomized holdout"
+    )
+    p.add_argument("--campaign", required=True, help="campaign id")
+    p.add_argument(
+        "--data",
+        default=None,
+        type=_snapshot_ref,
+        help="raw snapshot URI (.../datasets/raw/latest: the newest)",
+    )
+    p.add_argument(
+        "--out", default=None, help="where the labels snapshot and report go (default: the lake)"
+    )
+    own = p.add_argument_group(
+        "an experiment run outside flashsale-ml (instead of --data)",
+        "CSV or Parquet files, local or s3://; --map says which column is what",
+    )
+    own.add_argument("--assignments", default=None, help="one row per user: user id and arm")
+    own.add_argument(
+        "--outcomes", default=None, help="one row per user: conversion, visit and/or spend"
+    )
+    own.add_argument(
+        "--map",
+        action="append",
+        metavar="FIELD=COLUMN",
+        help="e.g. --map user_id=customer --map arm=group --map conversion=bought "
+        "(fields: user_id, arm, assigned_ts, conversion, visit, spend, covariate)",
+    )
+    own.add_argument("--control", default=None, help="the control arm's value (default: control)")
+    own.add_argument(
+        "--holdout-share",
+        type=float,
+        default=None,
+        help="designed share of control (default: equal shares)",
+    )
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("pipeline", help="run all training steps in-process (no Airflow)")
     p.add_argument("--users", type=int, default=None)

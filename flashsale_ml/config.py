@@ -20,6 +20,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flashsale_ml.evaluation.settings import EvaluationConfig
+
 # The development pseudonym key. It is public, so ids hashed with it are not pseudonymous.
 DEV_PSEUDONYM_KEY = "flashsale-dev-key"
 # Shorter keys can be brute-forced from one known (customer number, user id) pair.
@@ -106,6 +108,8 @@ class Settings(BaseSettings):
         "gates module); flat <gate> -> value keys configure the kind that accepts them.",
     )
     registry_lock_timeout_s: float = Field(default=120.0, gt=0)
+    # Post-campaign evaluation, e.g. FLASHSALE_EVALUATION__CORRECTION=bh
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     # Interactive commands fail fast when MLflow does not answer; Airflow tasks keep MLflow's
     # own (longer) retry budget plus their task retries.
     cli_tracking_retries: int = Field(

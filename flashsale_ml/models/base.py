@@ -138,6 +138,8 @@ class ModelKind(Protocol):
         pipeline_branches: what the training pipeline trains of this kind.
         headline_metrics: the test metrics people compare runs by (columns of the MLflow
             runs view), the most important first.
+        accountable_for: the campaign outcome its predictions are checked against after a
+            sale (``conversion``), or None.
     """
 
     name: str
@@ -149,6 +151,7 @@ class ModelKind(Protocol):
     flat_gate_settings: bool
     pipeline_branches: tuple[TrainingBranch, ...]
     headline_metrics: tuple[str, ...]
+    accountable_for: str | None
 
     def select_holdout(self, frame: pd.DataFrame) -> HoldoutSelection:
         """The newest campaign's rows of the kind's feature table, in a fixed order."""

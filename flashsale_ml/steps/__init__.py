@@ -1,13 +1,15 @@
 """One function per pipeline step, each returning a small JSON-able value (URIs, ids, metrics).
 
 These are what Airflow tasks and the ``flashsale`` CLI call, organised by workflow:
-:mod:`.data` (simulate or ingest, validate, build features) and :mod:`.training` (train,
-register, promote, and the whole pipeline in-process). Each step reads settings from the
+:mod:`.data` (simulate or ingest, validate, build features), :mod:`.training` (train,
+register, promote, and the whole pipeline in-process) and :mod:`.evaluation` (what a campaign
+caused). Each step reads settings from the
 environment unless given some, records what it did on an MLflow run nested under the
 pipeline's run, and hands the next step a URI instead of data.
 """
 
 from flashsale_ml.steps.data import build_features, generate_data, validate_data
+from flashsale_ml.steps.evaluation import evaluate_campaign
 from flashsale_ml.steps.training import (
     finish_pipeline,
     promote_model,
@@ -20,6 +22,7 @@ from flashsale_ml.steps.training import (
 
 __all__ = [
     "build_features",
+    "evaluate_campaign",
     "finish_pipeline",
     "generate_data",
     "promote_model",

@@ -33,6 +33,9 @@ class PropensityKind:
     gate_settings = PropensityGates
     # Its gates were configured as FLASHSALE_PROMOTION__<GATE> before kinds existed.
     flat_gate_settings = True
+    # After a sale, evaluation compares its purchase probabilities with who bought while the
+    # sale ran (its label window), not in the longer outcome window.
+    accountable_for = "sale_conversion"
     headline_metrics = ("test_auc", "test_ece", "test_mean_prediction", "test_positive_rate")
     # The training pipeline trains LightGBM (registered, judged for promotion) and, beside it,
     # the deep model (logged for comparison; `flashsale train --flavor dcn --promote` judges

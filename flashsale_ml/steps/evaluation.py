@@ -1,0 +1,297 @@
+"""Evaluation-workflow step: what a campaign caused, recorded as one MLflow run, a report next
+to the data and a labelled snapshot for the next retraining."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flashsale_ml.config import Settings, get_settings
+from flashsale_ml.errors import DataError
+from flashsale_ml.tracking import TAG_PREFIX
+
+log = logging.getLogger(__name__)
+
+LABELS_DATASET = "campaign_labels"
+CAMPAIGN_TAG = f"{TAG_PREFIX}campaign_id"
+
+
+def _data_as_of(snapshot, con) -> datetime | None:
+    """When the data was extracted: the snapshot's ``data_as_of`` (the simulator and loaders
+    record it), else the newest order."""
+    recorded = snapshot.manifest.metadata.get("data_as_of")
+    if recorded:
+        value = datetime.fromisoformat(recorded)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if "orders" in snapshot.tables:
+        newest = con.execute("SELECT max(ts) FROM orders").fetchone()[0]
+        if newest is not None:
+            return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
+    return None
+
+
+def _model_calibration(settings: Settings, data_uri: str, campaign_id: str, labels) -> tuple:
+    """Model accountability: each kind's champion, scored on the campaign's point-in-time
+    features (the newest feature snapshot built from this data), against what the campaign's
+    users then did. Returns (calibrations, notes)."""
+    import numpy as np
+
+    from flashsale_ml.datasets import Snapshot, list_snapshots
+    from flashsale_ml.evaluation.binary import evaluate_scores
+    from flashsale_ml.evaluation.results import Calibration
+    from flashsale_ml.features.snapshot import FEATURE_DATASET
+    from flashsale_ml.models import get_kind, kind_names
+    from flashsale_ml.registry import FITTED_ON_TAG, RegistryError, version_tags
+    from flashsale_ml.scoring import AliasScorer
+    from flashsale_ml.storage import open_store
+
+    accountable = [get_kind(k) for k in kind_names() if get_kind(k).accountable_for]
+    if not accountable:
+        return (), ()
+    features = None
+    for uri in reversed(list_snapshots(open_store(settings.lake_uri), FEATURE_DATASET)):
+        with Snapshot(uri) as snapshot:
+            if snapshot.manifest.metadata.get("input_snapshot") == data_uri:
+                features = uri
+                break
+    if features is None:
+        return (), (
+            "Model accountability: no feature snapshot was built from this data, so no "
+            "model's predictions could be checked against the outcomes (no plan recorded "
+            "predictions either).",
+        )
+    outcomes = labels.to_pandas()
+    calibrations, notes = [], []
+    for kind in accountable:
+        with Snapshot(features) as snapshot:
+            frame = snapshot.read_pandas(kind.feature_table)
+        rows = frame[frame["campaign_id"] == campaign_id]
+        if rows.empty:
+            notes.append(
+                f"Model accountability: {features} has no {kind.name} rows of the campaign."
+            )
+            continue
+        try:
+            scored = AliasScorer(kind.name, settings, refresh_interval_s=0).score(rows)
+        except RegistryError as exc:
+            notes.append(f"Model accountability ({kind.name}): {exc}.")
+            continue
+        fitted = version_tags(settings, scored.model_name, scored.version).get(FITTED_ON_TAG)
+        if campaign_id in (fitted or "").split(","):
+            notes.append(
+                f"Model accountability: {scored.model_name}/{scored.version} was trained on "
+                f"{campaign_id}, so its calibration here is in-sample and flatters it."
+            )
+        joined = (
+            rows[["user_id"]]
+            .assign(prediction=scored.scores)
+            .merge(outcomes[["user_id", kind.accountable_for]], on="user_id")
+        )
+        y = joined[kind.accountable_for].to_numpy(dtype=float)
+        p = np.clip(joined["prediction"].to_numpy(dtype=float), 0.0, 1.0)
+        bins = evaluate_scores(y, p).calibration
+        calibrations.append(
+            Calibration(
+                model=f"{scored.model_name}/{scored.version}",
+                target=kind.accountable_for,
+                mean_prediction=float(p.mean()),
+                observed_rate=float(y.mean()),
+                bins_mean_prediction=tuple(float(v) for v in bins.mean_prediction),
+                bins_observed_rate=tuple(float(v) for v in bins.observed_rate),
+                bins_rows=tuple(int(v) for v in bins.rows),
+                rows=len(joined),
+            )
+        )
+    notes.append(
+        "Model accountability: predictions are the champion's at evaluation time, scored on "
+        "the point-in-time features of the campaign's start; no plan recorded predictions yet."
+    )
+    return tuple(calibrations), tuple(notes)
+
+
+def _metrics_of(evaluation) -> dict[str, float]:
+    """Flat MLflow metrics: each arm's overall effects, totals and the checks."""
+    from flashsale_ml.evaluation.results import ALL_USERS
+
+    out: dict[str, float] = {"srm_p_value": evaluation.srm_p_value}
+    for arm, users in evaluation.arm_users.items():
+        out[f"users.{arm}"] = float(users)
+    for e in evaluation.effects:
+        if e.segment != ALL_USERS:
+            continue
+        key = f"{e.metric}.{e.arm}"
+        out[f"{key}.mean_treated"] = e.mean_treated
+        out[f"{key}.mean_control"] = e.mean_control
+        out[f"{key}.difference"] = e.difference.estimate
+        out[f"{key}.difference_low"] = e.difference.low
+        out[f"{key}.difference_high"] = e.difference.high
+        if e.difference.p_value is not None:
+            out[f"{key}.p_value"] = e.difference.p_value
+        if e.relative_lift is not None:
+            out[f"{key}.relative_lift"] = e.relative_lift.estimate
+        if e.cuped is not None:
+            out[f"{key}.cuped_difference"] = e.cuped.interval.estimate
+            out[f"{key}.cuped_variance_reduction"] = e.cuped.variance_reduction
+    for totals in evaluation.totals:
+        for metric, interval in totals.incremental.items():
+            out[f"incremental_{metric}.{totals.arm}"] = interval.estimate
+            out[f"incremental_{metric}.{totals.arm}_low"] = interval.low
+            out[f"incremental_{metric}.{totals.arm}_high"] = interval.high
+        out[f"incentive_cost.{totals.arm}"] = totals.incentive_cost
+        if totals.roi is not None:
+            out[f"roi.{totals.arm}"] = totals.roi.estimate
+    for c in evaluation.calibration:
+        out[f"calibration.{c.target}.mean_prediction"] = c.mean_prediction
+        out[f"calibration.{c.target}.observed_rate"] = c.observed_rate
+    return {k: float(v) for k, v in out.items() if v == v}
+
+
+def evaluate_campaign(
+    campaign_id: str,
+    data_uri: str | None = None,
+    out_uri: str | None = None,
+    parent_run_id: str | None = None,
+    settings: Settings | None = None,
+    assignments: str | None = None,
+    outcomes: str | None = None,
+    mapping: dict[str, str] | None = None,
+    control: str | None = None,
+    holdout_share: float | None = None,
+) -> dict[str, Any]:
+    """Evaluate a campaign of a raw snapshot against its randomized holdout.
+
+    Integrity checks run first and refuse (a ``DataError`` naming table, column, rule and
+    numbers) before anything is written. Then, in this order: the labelled snapshot
+    (``campaign_labels``, committed atomically), the report (HTML and PNGs next to it, under
+    ``reports/evaluations/<campaign>/<labels snapshot id>/``), and one MLflow run holding the
+    metrics, the report and the lineage.
+
+    Args:
+        campaign_id: the campaign to evaluate.
+        data_uri: the raw snapshot (simulated, ingested or a shop's own); or None with
+            ``assignments`` and ``outcomes``.
+        out_uri: where labels and report go (default: the lake).
+        parent_run_id: a pipeline run to nest the evaluation's run under.
+        settings: runtime settings (evaluation windows, correction; default from the
+            environment).
+        assignments, outcomes, mapping, control, holdout_share: a team's own experiment run
+            outside this system (files, CSV or Parquet, local or s3://, and which column is
+            what); it is written as an ``experiments`` snapshot first (see
+            :mod:`flashsale_ml.evaluation.external`).
+
+    Returns:
+        The run id, the labels snapshot and report URIs, and the headline in words.
+    """
+    import tempfile
+
+    from flashsale_ml.datasets import Snapshot, SnapshotWriter
+    from flashsale_ml.duck import connect
+    from flashsale_ml.evaluation.campaign import evaluate_campaign as evaluate
+    from flashsale_ml.evaluation.report import headline, render_report
+    from flashsale_ml.lineage import code_version
+    from flashsale_ml.storage import open_store
+    from flashsale_ml.tracking import log_artifacts, log_json, log_metrics, set_tags, step_run
+
+    settings = settings or get_settings()
+    config = settings.evaluation
+    if assignments or outcomes:
+        from flashsale_ml.contract import CONTROL_ARM
+        from flashsale_ml.evaluation.external import experiment_snapshot
+
+        if not (assignments and outcomes) or data_uri:
+            raise DataError(
+                "an external experiment needs both --assignments and --outcomes, and no --data"
+            )
+        data_uri = experiment_snapshot(
+            assignments,
+            outcomes,
+            mapping or {},
+            campaign_id,
+            open_store(settings.lake_uri),
+            control=control or CONTROL_ARM,
+            holdout_share=holdout_share,
+            pseudonym_key=settings.pseudonym_key,
+        )
+    if not data_uri:
+        raise DataError("evaluate needs --data (a raw snapshot) or --assignments and --outcomes")
+    with Snapshot(data_uri) as snapshot:
+        con = connect(
+            {t: snapshot.local_files(t) for t in snapshot.tables},
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.compute_threads,
+        )
+        try:
+            evaluation, labels = evaluate(
+                con,
+                campaign_id,
+                config,
+                settings.seed,
+                data_uri,
+                snapshot.snapshot_id,
+                _data_as_of(snapshot, con),
+                set(snapshot.tables),
+            )
+        finally:
+            con.close()
+    calibrations, notes = _model_calibration(settings, data_uri, campaign_id, labels)
+    from dataclasses import replace
+
+    evaluation = replace(evaluation, calibration=calibrations, notes=(*evaluation.notes, *notes))
+
+    store = open_store(out_uri or settings.lake_uri)
+    tags = {
+        CAMPAIGN_TAG: campaign_id,
+        f"{TAG_PREFIX}data_snapshot_id": evaluation.data_snapshot_id,
+        f"{TAG_PREFIX}raw_uri": data_uri,
+    }
+    with step_run(settings, "evaluate_campaign", parent_run_id, tags) as run:
+        run_id = run.info.run_id
+        lineage = {
+            "data_snapshot": evaluation.data_snapshot_id,
+            "code_version": code_version(),
+            "config_hash": settings.config_hash(),
+            "mlflow_run_id": run_id,
+        }
+        with SnapshotWriter(
+            store,
+            LABELS_DATASET,
+            metadata={
+                "campaign_id": campaign_id,
+                "input_snapshot": data_uri,
+                "input_snapshot_id": evaluation.data_snapshot_id,
+                "evaluation": config.model_dump(),
+                **lineage,
+            },
+        ) as writer:
+            writer.write_table("labels", labels)
+        lineage["labels_snapshot"] = writer.uri
+        evaluation = replace(evaluation, lineage=lineage)
+        report_prefix = f"reports/evaluations/{campaign_id}/{writer.snapshot_id}"
+        with tempfile.TemporaryDirectory(prefix="flashsale-evaluation-") as tmp:
+            files = render_report(evaluation, Path(tmp))
+            for path in sorted(Path(tmp).iterdir()):
+                store.write_bytes(f"{report_prefix}/{path.name}", path.read_bytes())
+            log_artifacts(tmp, "report")
+        report_uri = store.uri(f"{report_prefix}/{files.html.name}")
+        log_metrics(_metrics_of(evaluation))
+        log_json(evaluation.to_dict(), "evaluation/evaluation.json")
+        set_tags(
+            {
+                f"{TAG_PREFIX}labels_snapshot_uri": writer.uri,
+                f"{TAG_PREFIX}report_uri": report_uri,
+            }
+        )
+    words = headline(evaluation)
+    for line in words:
+        log.info("%s", line)
+    return {
+        "campaign_id": campaign_id,
+        "data_uri": data_uri,
+        "mlflow_run_id": run_id,
+        "labels_uri": writer.uri,
+        "report_uri": report_uri,
+        "srm_p_value": evaluation.srm_p_value,
+        "headline": words,
+    }
