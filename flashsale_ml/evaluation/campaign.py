@@ -91,7 +91,10 @@ def campaign_design(con, campaign_id: str) -> CampaignDesign:
         [campaign_id],
     ).fetchone()
     if row is None:
-        known = [r[0] for r in con.execute("SELECT campaign_id FROM campaigns ORDER BY start_ts")]
+        known = [
+            r[0]
+            for r in con.execute("SELECT campaign_id FROM campaigns ORDER BY start_ts").fetchall()
+        ]
         raise DataError(
             f"campaigns.campaign_id: no campaign {campaign_id!r} in the snapshot "
             f"(campaigns: {', '.join(known[:20]) or 'none'})"
@@ -167,7 +170,9 @@ WITH a AS (
 )
 SELECT a.user_id, a.arm, {metrics}, {covariates}, {value} AS value,
        NULL::DOUBLE AS hours_to_first
-FROM a JOIN campaign_outcomes o ON o.user_id = a.user_id AND o.campaign_id = $cid
+-- an assigned user without an outcomes row did nothing: zeros, never dropped (dropping them
+-- would compare only the active users of each arm)
+FROM a LEFT JOIN campaign_outcomes o ON o.user_id = a.user_id AND o.campaign_id = $cid
 {joins}
 """
 
@@ -232,6 +237,7 @@ class OutcomeSource:
     value_column: str
     joins: str = ""
     complete_by_construction: bool = False
+    covariate_label: str = "the same metric before the sale"
 
 
 def outcome_source(tables: set[str], con) -> OutcomeSource:
@@ -261,6 +267,7 @@ def outcome_source(tables: set[str], con) -> OutcomeSource:
                 "h.history",
                 joins="LEFT JOIN hillstrom_customers h ON h.user_id = a.user_id",
                 complete_by_construction=True,
+                covariate_label="last year's spend",
             )
         if "experiment_covariates" in tables:  # an external experiment's mapped covariate
             return OutcomeSource(
@@ -270,6 +277,7 @@ def outcome_source(tables: set[str], con) -> OutcomeSource:
                 "coalesce(cv.pre_value, 0.0)",
                 joins="LEFT JOIN experiment_covariates cv ON cv.user_id = a.user_id",
                 complete_by_construction=True,
+                covariate_label="the experiment's mapped covariate",
             )
         return OutcomeSource(
             "table", metrics, dict.fromkeys(metrics), "0.0", complete_by_construction=True
@@ -283,7 +291,7 @@ def outcome_source(tables: set[str], con) -> OutcomeSource:
 def per_user_sql(source: OutcomeSource) -> str:
     if source.kind == "facts":
         return _FACT_OUTCOMES_SQL
-    metric_sql = ", ".join(f"o.{m}::DOUBLE AS {m}" for m in source.metrics)
+    metric_sql = ", ".join(f"coalesce(o.{m}, 0)::DOUBLE AS {m}" for m in source.metrics)
     covariate_sql = ", ".join(
         f"{x}::DOUBLE AS pre_{m}" if x else f"NULL::DOUBLE AS pre_{m}"
         for m, x in source.covariates.items()
@@ -361,10 +369,12 @@ def evaluate_campaign(
         # revenue per order: a ratio of sums (y = revenue, x = orders), for the delta method
         columns += (
             ", sum(orders * orders) AS rpo__sx2, sum(revenue * orders) AS rpo__sxy"
-            ", sum(incentive) AS incentive"
+            ", sum(incentive) AS incentive, sum(incentive * incentive) AS incentive__sy2"
         )
     overall = _aggregate(con, columns, "arm")
-    by_segment = _aggregate(con, columns, "arm, segment")
+    # Tiers need a value that differs between users (without a covariate every user ties).
+    segmented = con.execute("SELECT count(DISTINCT value) > 1 FROM eval_users").fetchone()[0]
+    by_segment = _aggregate(con, columns, "arm, segment") if segmented else {}
     by_bucket = _aggregate(con, columns, "arm, bucket")
 
     effects: list[MetricEffect] = []
@@ -388,7 +398,9 @@ def evaluate_campaign(
             )
         effects += _segment_effects(by_segment, metric, has_x, design, config)
 
-    totals = _totals(overall, effects, design, source) if source.kind == "facts" else ()
+    totals, incentive_notes = (
+        _totals(overall, effects, design, config) if source.kind == "facts" else ((), ())
+    )
     if source.kind == "facts":
         effects += [_revenue_per_order(overall, arm, design.control, config) for arm in design.arms]
     cumulative = _cumulative(con, design, outcome_end, config) if source.kind == "facts" else ()
@@ -409,7 +421,7 @@ def evaluate_campaign(
         correction=config.correction,
         totals=tuple(totals),
         cumulative=tuple(cumulative),
-        notes=_notes(source, config),
+        notes=(*_notes(source, config, segmented), *incentive_notes),
     )
     quoted = campaign_id.replace("'", "''")
     labels = con.sql(
@@ -593,14 +605,15 @@ def _totals(
     overall: dict[tuple, dict[str, float]],
     effects: list[MetricEffect],
     design: CampaignDesign,
-    source: OutcomeSource,
-) -> list[ArmTotals]:
-    """Incremental orders, revenue and margin of each arm (per-user difference × its users),
-    and its return on the incentive it cost: the discounts its users redeemed beyond what
-    control users got at the same sale."""
-    totals = []
+    config: EvaluationConfig,
+) -> tuple[list[ArmTotals], list[str]]:
+    """Incremental orders, revenue and margin of each arm (its per-user difference, with the
+    Welch interval the table shows, × its users), and its return on the incentive it cost:
+    the discounts its users redeemed beyond what control users redeemed at the same sale.
+    ROI is left out where that extra cost is not distinguishable from zero (a ratio over a
+    noise-level cost means nothing)."""
+    totals, notes = [], []
     control = overall[(design.control,)]
-    control_incentive = control["incentive"] / control["n"] if control["n"] else 0.0
     for arm in design.arms:
         row = overall[(arm,)]
         users = row["n"]
@@ -609,12 +622,25 @@ def _totals(
             effect = next(
                 e for e in effects if (e.metric, e.arm, e.segment) == (metric, arm, ALL_USERS)
             )
-            best = effect.cuped.interval if effect.cuped is not None else effect.difference
-            incremental[metric] = _scaled(best, users)
-        cost = max(row["incentive"] - control_incentive * users, 0.0)
-        roi = _scaled(incremental["margin"], 1.0 / cost) if cost > 0 else None
+            incremental[metric] = _scaled(effect.difference, users)
+        extra = welch_difference(
+            Moments(users, row["incentive"], row["incentive__sy2"]),
+            Moments(control["n"], control["incentive"], control["incentive__sy2"]),
+            config.confidence,
+        )
+        cost = max(extra.estimate * users, 0.0)
+        roi = None
+        if cost > 0 and extra.low > 0:
+            roi = _scaled(incremental["margin"], 1.0 / cost)
+        else:
+            notes.append(
+                f"{arm}: its users redeemed {extra.estimate:+.2f} per user in incentives beyond "
+                f"control ({config.confidence:.0%} CI {extra.low:+.2f} to {extra.high:+.2f}), "
+                "not distinguishable from zero, so no ROI is given (a gift's cost is not in "
+                "orders.discount)."
+            )
         totals.append(ArmTotals(arm, int(users), incremental, float(cost), roi))
-    return totals
+    return totals, notes
 
 
 def _cumulative(
@@ -652,7 +678,7 @@ def _cumulative(
     return out
 
 
-def _notes(source: OutcomeSource, config: EvaluationConfig) -> tuple[str, ...]:
+def _notes(source: OutcomeSource, config: EvaluationConfig, segmented: bool) -> tuple[str, ...]:
     notes = []
     if source.kind == "facts":
         notes.append(
@@ -667,17 +693,21 @@ def _notes(source: OutcomeSource, config: EvaluationConfig) -> tuple[str, ...]:
         )
     else:
         notes.append(
-            "Outcomes are the source's per-user outcomes over its own window; "
+            "Outcomes are the source's per-user outcomes over its own window (an assigned "
+            "user without a row counts as zero); "
             + (
-                "the CUPED covariate is last year's spend."
+                f"the CUPED covariate and the value tiers come from {source.covariate_label}."
                 if any(source.covariates.values())
-                else "the source has no pre-period covariate, so there is no CUPED."
+                else "the source has no pre-period covariate, so there is no CUPED and no "
+                "value tiers."
             )
         )
-    notes.append(
-        "Segments are value tiers of spend before the sale (top 20 % high, next 30 % mid); "
-        f"their p-values are adjusted with {config.correction} per metric."
-    )
+    if segmented:
+        value = "spend before the sale" if source.kind == "facts" else source.covariate_label
+        notes.append(
+            f"Segments are value tiers of {value} (top 20 % high, next 30 % mid, the rest "
+            f"low); their p-values are adjusted with {config.correction} per metric."
+        )
     return tuple(notes)
 
 

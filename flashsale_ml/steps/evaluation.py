@@ -19,8 +19,8 @@ CAMPAIGN_TAG = f"{TAG_PREFIX}campaign_id"
 
 
 def _data_as_of(snapshot, con) -> datetime | None:
-    """When the data was extracted: the snapshot's ``data_as_of`` (the simulator and loaders
-    record it), else the newest order."""
+    """When the data was extracted: the snapshot's ``data_as_of`` (the simulator records it),
+    else the newest order (ingested data)."""
     recorded = snapshot.manifest.metadata.get("data_as_of")
     if recorded:
         value = datetime.fromisoformat(recorded)
@@ -125,8 +125,11 @@ def _metrics_of(evaluation) -> dict[str, float]:
         out[f"{key}.mean_treated"] = e.mean_treated
         out[f"{key}.mean_control"] = e.mean_control
         out[f"{key}.difference"] = e.difference.estimate
-        out[f"{key}.difference_low"] = e.difference.low
-        out[f"{key}.difference_high"] = e.difference.high
+        out[f"{key}.difference.low"] = e.difference.low
+        out[f"{key}.difference.high"] = e.difference.high
+        if e.bootstrap is not None:
+            out[f"{key}.bootstrap.low"] = e.bootstrap.low
+            out[f"{key}.bootstrap.high"] = e.bootstrap.high
         if e.difference.p_value is not None:
             out[f"{key}.p_value"] = e.difference.p_value
         if e.relative_lift is not None:
@@ -137,8 +140,8 @@ def _metrics_of(evaluation) -> dict[str, float]:
     for totals in evaluation.totals:
         for metric, interval in totals.incremental.items():
             out[f"incremental_{metric}.{totals.arm}"] = interval.estimate
-            out[f"incremental_{metric}.{totals.arm}_low"] = interval.low
-            out[f"incremental_{metric}.{totals.arm}_high"] = interval.high
+            out[f"incremental_{metric}.{totals.arm}.low"] = interval.low
+            out[f"incremental_{metric}.{totals.arm}.high"] = interval.high
         out[f"incentive_cost.{totals.arm}"] = totals.incentive_cost
         if totals.roi is not None:
             out[f"roi.{totals.arm}"] = totals.roi.estimate
