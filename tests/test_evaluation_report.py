@@ -227,7 +227,8 @@ def test_headline_numbers_match_the_evaluation(sentences) -> None:
     assert "about 412 extra orders (95 % CI 290 to 534)" in up
     assert "incremental revenue +12,400 (95 % CI +8,100 to +16,700)" in up
     assert "incremental margin +5,230 (95 % CI +3,100 to +7,360)" in up
-    assert ", at an incentive cost of 3,900 (ROI 1.34, 95 % CI 0.79 to 1.89)" in up
+    # ROI is signed like every other interval (no "−6.47 to 0.58" next to "+619")
+    assert ", at an incentive cost of 3,900 (ROI +1.34, 95 % CI +0.79 to +1.89)" in up
     down = arm_sentence(sentences, "bundle")
     assert down.startswith(
         "The bundle arm lowered conversion from 8.1 % to 7.5 % "
@@ -250,7 +251,7 @@ def test_no_detectable_effect_exactly_when_the_interval_contains_zero(sentences)
     assert (
         "no detectable change in orders (+40, 95 % CI \u221270 to +150), revenue (+900, "
         "95 % CI \u22122,600 to +4,400) or margin (+300, 95 % CI \u22121,500 to +2,100), at an "
-        "incentive cost of 1,200 (ROI 0.25, 95 % CI \u22121.25 to 1.75)"
+        "incentive cost of 1,200 (ROI +0.25, 95 % CI \u22121.25 to +1.75)"
     ) in flat
     for arm in ("pct_discount", "bundle"):
         assert "no detectable effect" not in arm_sentence(sentences, arm)
@@ -293,10 +294,13 @@ def test_the_effects_own_confidence_level_is_quoted() -> None:
 def test_segments_below_the_adjusted_threshold_are_named(sentences) -> None:
     segments = sentences[-1]
     assert "Holm's step-down correction" in segments
-    assert "pct_discount in high (+4.1 points, adjusted p = 0.0012)" in segments
-    assert "pct_discount in mid (+2.1 points, adjusted p = 0.024)" in segments
+    # grouped by arm, the adjusted p-values are in the table
+    assert (
+        "significant on conversion after adjustment (adjusted p < 0.05): "
+        "pct_discount in high (+4.1 points) and mid (+2.1 points)."
+    ) in segments
     # adjusted p 0.09 / 0.6 / 0.75 / 1.0 are not named
-    assert "pct_discount in low" not in segments
+    assert "low" not in segments.split("):", 1)[1]
     assert "free_shipping in" not in segments and "bundle in" not in segments
 
 
@@ -343,9 +347,13 @@ def test_figures_have_the_expected_names_and_are_drawn(evaluation) -> None:
         assert len(forest.lines) >= len(labels)
         cuped_panels = [a for a in figs["cuped_before_after.png"].axes if a.get_visible()]
         assert [a.get_title() for a in cuped_panels] == ["revenue", "margin"]  # not conversion
-        assert "variance \u221238 %" in cuped_panels[0].get_yticklabels()[0].get_text()
-        (curves,) = figs["cumulative_effect.png"].axes
-        assert {line.get_label() for line in curves.lines} >= set(ARMS)
+        assert "variance reduced 38 %" in cuped_panels[0].get_yticklabels()[0].get_text()
+        # one panel per arm, each with its own curve and band
+        panels = [a for a in figs["cumulative_effect.png"].axes if a.get_visible()]
+        assert [a.get_title() for a in panels] == list(ARMS)
+        for panel, arm in zip(panels, ARMS, strict=True):
+            assert arm in {line.get_label() for line in panel.lines}
+            assert len(panel.collections) == 1
         (calibration,) = figs["calibration.png"].axes
         assert len(calibration.lines) == 2  # the diagonal and one model
     finally:
@@ -429,3 +437,186 @@ def test_render_closes_every_figure_it_saved(evaluation, tmp_path, monkeypatch) 
     monkeypatch.setattr(report, "close", lambda fig: closed.append(fig))
     files = report.render_report(evaluation, tmp_path / "nested" / "dir")
     assert len(closed) == len(files.figures) == 5
+
+
+# ------------------------------------------------------------- review fixes (one test each)
+
+
+def with_effects(base: CampaignEvaluation, change) -> CampaignEvaluation:
+    """``base`` with ``change(effect)`` applied to every effect (it returns the new one)."""
+    return replace(base, effects=tuple(change(e) for e in base.effects))
+
+
+def test_segment_sentence_names_only_the_headline_metrics_segments_grouped_by_arm() -> None:
+    # Hillstrom-like: most segments of every metric significant
+    def significant(e: MetricEffect) -> MetricEffect:
+        if e.segment == ALL_USERS or (e.arm, e.segment) == ("free_shipping", "mid"):
+            return e
+        return replace(e, adjusted_p_value=0.001)
+
+    last = report.headline(with_effects(build_evaluation(), significant))[-1]
+    assert "|" not in last
+    assert (
+        "significant on conversion after adjustment (adjusted p < 0.05): "
+        "pct_discount in high (+4.1 points), mid (+2.1 points) and low (+1.2 points); "
+        "free_shipping in high (+0.9 points) and low (+0.2 points); "
+        "bundle in high (\u22121.1 points), mid (\u22120.6 points) and low (\u22120.4 points); "
+        "orders, revenue and margin have significant segment effects too "
+        "(see the table for the other metrics)."
+    ) in last
+    # the other metrics' segments are not spelled out
+    assert "orders:" not in last and "revenue in" not in last
+    assert last.count(" in high") == 3
+
+
+def test_segment_sentence_points_to_the_table_when_only_other_metrics_have_segments() -> None:
+    def others(e: MetricEffect) -> MetricEffect:
+        if e.adjusted_p_value is None:
+            return e
+        return replace(e, adjusted_p_value=0.5 if e.metric == "conversion" else 0.01)
+
+    last = report.headline(with_effects(build_evaluation(), others))[-1]
+    assert "no segment effect on conversion is significant after adjustment" in last
+    assert "orders, revenue and margin have significant segment effects too" in last
+    assert "see the table for the other metrics" in last and "|" not in last
+    # with only the headline metric significant, there is no pointer to the other metrics
+    assert "other metrics" not in report.headline(build_evaluation())[-1]
+
+
+@pytest.mark.parametrize(
+    ("reduction", "text"),
+    [
+        (0.38, "38 %"),
+        (0.0123, "1 %"),
+        (0.006, "0.6 %"),
+        (0.0004, "0.04 %"),
+        (0.000996, "0.1 %"),
+        (0.00004, "<0.01 %"),
+        (0.0, "0 %"),
+        (-0.0004, "\u22120.04 %"),
+        (float("nan"), "n/a"),
+    ],
+)
+def test_variance_reduction_below_one_percent_keeps_a_significant_digit(reduction, text):
+    assert report._reduction_text(reduction) == text
+
+
+def test_a_small_variance_reduction_is_not_printed_as_zero(tmp_path: Path) -> None:
+    def tiny(e: MetricEffect) -> MetricEffect:
+        if e.cuped is None:
+            return e
+        return replace(e, cuped=replace(e.cuped, variance_reduction=0.0004))
+
+    evaluation = with_effects(build_evaluation(), tiny)
+    page = report.render_html(evaluation, {})
+    assert "<td>0.04 %</td>" in page and "<td>0 %</td>" not in page
+    figs = report.figures(evaluation)
+    try:
+        panel = figs["cuped_before_after.png"].axes[0]
+        assert "variance reduced 0.04 %" in panel.get_yticklabels()[0].get_text()
+    finally:
+        for fig in figs.values():
+            report.close(fig)
+
+
+def period_line(evaluation: CampaignEvaluation) -> str:
+    page = report.render_html(evaluation, {})
+    return re.search(r'<p class="period">(.*?)</p>', page).group(1)
+
+
+def test_the_period_is_the_campaigns_and_omits_times_that_were_not_recorded() -> None:
+    line = period_line(build_evaluation())
+    assert line.startswith(
+        "Campaign 2025-11-28 00:00 UTC to 2025-11-29 00:00 UTC; "
+        "outcomes up to 2025-12-01 00:00 UTC; control arm: control"
+    )
+    assert "Sale" not in line
+    # an external experiment without assignment times: everything at the epoch
+    epoch = "1970-01-01T00:00:00+00:00"
+    line = period_line(build_evaluation(start=epoch, end=epoch, outcome_end=epoch))
+    assert line.startswith("Campaign times not recorded; control arm: control;")
+    assert "1970" not in line and " to " not in line
+
+
+def footer(evaluation: CampaignEvaluation) -> str:
+    page = report.render_html(evaluation, {})
+    return page[page.index("<footer>") :]
+
+
+def test_the_lineage_shows_each_fact_once() -> None:
+    base = build_evaluation()
+    lineage = {"data_snapshot": "snap-7f3a9c", **base.lineage}
+    text = footer(replace(base, lineage=lineage))
+    assert text.count("<dt>data snapshot</dt>") == 1 and text.count("snap-7f3a9c") == 1
+    assert text.count("<dt>") == 2 + len(base.lineage)
+    # a lineage entry that says something else under the same name is still shown
+    text = footer(replace(base, lineage={"data_snapshot": "snap-other"}))
+    assert "snap-7f3a9c" in text and "snap-other" in text
+
+
+def effect_cells(page: str, metric: str, arm: str, segment: str) -> list[str]:
+    for row in re.findall(r'<tr class="[^"]*">(.*?)</tr>', page):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        if cells[:3] == [metric, arm, segment]:
+            return cells
+    raise AssertionError(f"no row for {metric}, {arm}, {segment}")
+
+
+def test_the_table_shows_the_bootstrap_interval_next_to_the_welch_one() -> None:
+    base = build_evaluation()
+    header = re.findall(r"<th[^>]*>(.*?)</th>", report.render_html(base, {}))
+    column = header.index("bootstrap CI")
+    assert header[column - 1] == "difference [CI]"
+
+    def no_bootstrap(e: MetricEffect) -> MetricEffect:
+        return replace(e, bootstrap=None) if e.metric == "orders" else e
+
+    page = report.render_html(with_effects(base, no_bootstrap), {})
+    cells = effect_cells(page, "conversion", "pct_discount", ALL_USERS)
+    assert len(cells) == len(report.EFFECT_COLUMNS)
+    assert cells[column - 1] == "+2.3 [+1.6, +3.0] pts"
+    assert cells[column] == "[+1.6, +3.1] pts"  # bounds only, at the difference's decimals
+    revenue = effect_cells(page, "revenue", "pct_discount", ALL_USERS)
+    assert re.fullmatch(r"\[\+0\.\d\d, \+0\.\d\d\]", revenue[column])
+    assert effect_cells(page, "orders", "pct_discount", ALL_USERS)[column] == ""
+    assert "bootstrap CI: the same difference's bucket (Poisson) bootstrap interval" in page
+
+
+def test_a_missing_roi_is_a_dash_and_a_zero_cost_never_gets_one() -> None:
+    base = build_evaluation()
+    totals = (
+        replace(base.totals[0], roi=None),  # cost not distinguishable from control
+        replace(base.totals[1], incentive_cost=0.0),  # a ROI over a zero cost: not shown
+        base.totals[2],
+    )
+    evaluation = replace(base, totals=totals)
+    page = report.render_html(evaluation, {})
+    table = page[page.index("<h2>Totals</h2>") : page.index("<h2>Model calibration</h2>")]
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", table)]
+    rows = [row for row in rows if row]  # not the header
+    assert [row[-1] for row in rows] == ["\u2014", "\u2014", "\u22121.83 [\u22123.67, 0.00]"]
+    assert [row[-2] for row in rows] == ["3,900", "0", "600"]
+    assert "per-user difference × users in the arm (Welch interval)" in table
+    sentences = report.headline(evaluation)
+    assert "at an incentive cost of 3,900 (no ROI given: see the notes)" in arm_sentence(
+        sentences, "pct_discount"
+    )
+    flat = arm_sentence(sentences, "free_shipping")
+    assert "ROI" not in flat and "incentive cost" not in flat
+
+
+def test_the_lift_footnote_explains_why_it_can_disagree_with_the_difference(rendered) -> None:
+    _, page = rendered
+    note = re.search(r'<p class="muted note-lift">(.*?)</p>', page).group(1)
+    assert "delta-method interval for the ratio of the means" in report.html.unescape(note)
+    assert page.index("note-lift") < page.index("<h2>Figures</h2>")
+
+
+def test_the_incentive_cost_legend_is_below_the_panels(evaluation) -> None:
+    fig = report.totals_figure(evaluation)
+    try:
+        assert all(ax.get_legend() is None for ax in fig.axes)
+        (legend,) = fig.legends
+        assert [t.get_text() for t in legend.get_texts()] == ["incentive cost (margin panel)"]
+    finally:
+        report.close(fig)

@@ -323,7 +323,8 @@ def evaluate_campaign(
         tables: the snapshot's tables.
 
     Returns:
-        The evaluation and the per-user labels (campaign, user, arm, segment, outcomes).
+        The evaluation and the per-user labels (campaign, user, arm, segment, outcomes) as a
+        :class:`Labels` view over the connection.
 
     Raises:
         EvaluationIntegrityError: a check failed (table, column, rule and numbers in it).
@@ -424,13 +425,39 @@ def evaluate_campaign(
         notes=(*_notes(source, config, segmented), *incentive_notes),
     )
     quoted = campaign_id.replace("'", "''")
-    labels = con.sql(
+    labels_sql = (
         f"SELECT '{quoted}' AS campaign_id, user_id, arm, segment, "
         + ", ".join(source.metrics)
         + (", sale_conversion, incentive" if source.kind == "facts" else "")
         + " FROM eval_users ORDER BY user_id"
-    ).to_arrow_table()
-    return evaluation, labels
+    )
+    return evaluation, Labels(con, labels_sql)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The per-user labels of an evaluation, still in DuckDB (``eval_users``): read them in
+    batches (what the step writes into the labels snapshot, so ten million users never sit
+    in Python at once) or whole (small campaigns, tests). Valid while the connection is open.
+    """
+
+    con: Any
+    sql: str
+
+    def batches(self, rows: int = 1 << 20):
+        """Record batches of at most ``rows`` rows, in user order."""
+        reader = self.con.sql(self.sql).fetch_record_batch(rows)
+        yield from reader
+
+    def to_table(self) -> pa.Table:
+        return self.con.sql(self.sql).to_arrow_table()
+
+    def names(self) -> list[str]:
+        return list(self.con.sql(self.sql).columns)
+
+    def columns(self, *names: str) -> pa.Table:
+        """Only some columns (e.g. ``user_id`` and one outcome), whole."""
+        return self.con.sql(f"SELECT {', '.join(names)} FROM ({self.sql})").to_arrow_table()
 
 
 def _check_assignments(con, design: CampaignDesign, source: OutcomeSource, params, config) -> None:

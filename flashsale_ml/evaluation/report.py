@@ -5,7 +5,8 @@ computes nothing statistical: the words are generated from its numbers, with one
 never bent: an effect whose interval contains zero is reported as "no detectable effect".
 
 * :func:`headline`: the opening sentences (one per arm for the headline metric, with its totals;
-  the sample-ratio check; the segment correction and the segments that survive it).
+  the sample-ratio check; the segment correction and the headline metric's segments that
+  survive it, the other metrics' only named with a pointer to the table).
 * :func:`figures`: matplotlib figures by file name (pyplot-free, like
   :mod:`flashsale_ml.training.plots`).
 * :func:`render_report`: the PNGs and ``report.html`` (figures embedded as base64, inline CSS,
@@ -63,6 +64,7 @@ MINUS = "\u2212"
 FIGURE_DPI = 110
 ARM_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
 HTML_NAME = "report.html"
+NO_VALUE = "\u2014"  # an em dash: a value that is not given (e.g. no ROI)
 
 
 @dataclass(frozen=True)
@@ -174,15 +176,48 @@ def _relative_text(interval: Interval | None) -> str | None:
     return f"{_signed(interval.estimate * 100, _decimals(interval, 100, hi=1))} %"
 
 
-def _interval_text(interval: Interval | None, scale: float = 1.0, lo: int = 0) -> str:
-    """``+2.3 [+1.6, +3.0]`` for a table cell."""
+def _interval_text(
+    interval: Interval | None,
+    scale: float = 1.0,
+    lo: int = 0,
+    decimals: int | None = None,
+    estimate: bool = True,
+) -> str:
+    """``+2.3 [+1.6, +3.0]`` for a table cell (``[+1.6, +3.0]`` without the estimate)."""
     if interval is None:
         return ""
-    d = _decimals(interval, scale, lo=lo)
-    return (
-        f"{_signed(interval.estimate * scale, d)} "
-        f"[{_signed(interval.low * scale, d)}, {_signed(interval.high * scale, d)}]"
-    )
+    d = _decimals(interval, scale, lo=lo) if decimals is None else decimals
+    bounds = f"[{_signed(interval.low * scale, d)}, {_signed(interval.high * scale, d)}]"
+    return f"{_signed(interval.estimate * scale, d)} {bounds}" if estimate else bounds
+
+
+def _reduction_text(reduction: float) -> str:
+    """A CUPED variance reduction in %: whole percent from 1 % up, one significant digit
+    below (``0.04 %``), ``<0.01 %`` below that; ``0 %`` only when it is exactly zero."""
+    if not _finite(reduction):
+        return "n/a"
+    pct = reduction * 100
+    size = abs(pct)
+    if size == 0:
+        return "0 %"
+    if size < 0.01:
+        return f"{MINUS if pct < 0 else ''}<0.01 %"
+    if size >= 1:
+        return f"{_number(pct, 0)} %"
+    rounded = float(f"{size:.1g}")  # one significant digit: 0.0996 -> 0.1, not 0.10
+    return f"{_number(math.copysign(rounded, pct), max(0, -math.floor(math.log10(rounded))))} %"
+
+
+def _roi_text(roi: Interval) -> tuple[str, str, str]:
+    """ROI estimate, low and high, signed like every other interval in the report."""
+    d = _decimals(roi, lo=2, hi=3)
+    return _signed(roi.estimate, d), _signed(roi.low, d), _signed(roi.high, d)
+
+
+def _shows_roi(totals: ArmTotals) -> bool:
+    """A ROI is shown only with a positive incentive cost and a finite estimate."""
+    roi = totals.roi
+    return bool(totals.incentive_cost) and roi is not None and _finite(roi.estimate)
 
 
 # -------------------------------------------------------------------------------- headline
@@ -276,13 +311,11 @@ def _totals_text(totals: ArmTotals) -> str:
     text = _join(detected) if detected else f"{totals.users:,} users"
     if totals.incentive_cost:
         text += f", at an incentive cost of {_money(totals.incentive_cost)}"
-        if totals.roi is not None and _finite(totals.roi.estimate):
-            roi = totals.roi
-            d = _decimals(roi, lo=2, hi=3)
-            text += (
-                f" (ROI {_number(roi.estimate, d)}, {confidence_text(roi)} CI "
-                f"{_number(roi.low, d)} to {_number(roi.high, d)})"
-            )
+        if _shows_roi(totals):
+            estimate, low, high = _roi_text(totals.roi)
+            text += f" (ROI {estimate}, {confidence_text(totals.roi)} CI {low} to {high})"
+        else:
+            text += " (no ROI given: see the notes)"
     return text
 
 
@@ -305,7 +338,26 @@ def _srm_sentence(evaluation: CampaignEvaluation) -> str:
     return text + "."
 
 
+def _significant(evaluation: CampaignEvaluation, metric: str) -> list[MetricEffect]:
+    """The metric's segment effects below :data:`SEGMENT_ALPHA` after adjustment, by arm in
+    the campaign's order, then segment in the value-tier order."""
+    segments = _segments(evaluation)
+    return [
+        e
+        for arm in _promotion_arms(evaluation)
+        for segment in segments
+        for e in evaluation.effects
+        if (e.metric, e.arm, e.segment) == (metric, arm, segment)
+        and e.adjusted_p_value is not None
+        and e.adjusted_p_value < SEGMENT_ALPHA
+    ]
+
+
 def _segment_sentences(evaluation: CampaignEvaluation) -> list[str]:
+    """One sentence: the correction, then only the headline metric's significant segments,
+    grouped by arm (``mens_email in high (+1.0 points), mid (+0.9 points) and low (+0.4
+    points); womens_email in ...``); other metrics with significant segments are only named,
+    with a pointer to the table."""
     segments = _segments(evaluation)
     if not segments:
         return ["No segment effects were estimated."]
@@ -314,26 +366,31 @@ def _segment_sentences(evaluation: CampaignEvaluation) -> list[str]:
         f"Segment effects ({', '.join(segments)}) were adjusted with {method} across the "
         f"segments of each metric"
     )
-    found: list[str] = []
-    for metric in evaluation.metrics:
-        named = [
-            f"{e.arm} in {e.segment} ({_signed_short(metric, e.difference)}, "
-            f"adjusted p {p_equals(e.adjusted_p_value)})"
-            for arm in _promotion_arms(evaluation)
-            for segment in segments
-            for e in evaluation.effects
-            if (e.metric, e.arm, e.segment) == (metric, arm, segment)
-            and e.adjusted_p_value is not None
-            and e.adjusted_p_value < SEGMENT_ALPHA
-        ]
-        if named:
-            found.append(f"{metric}: {'; '.join(named)}")
-    if not found:
+    headline_metric = evaluation.metrics[0]
+    found = _significant(evaluation, headline_metric)
+    others = [m for m in evaluation.metrics[1:] if _significant(evaluation, m)]
+    if not found and not others:
         return [f"{opening}; no segment effect is significant after adjustment."]
-    return [
-        f"{opening}; significant after adjustment (adjusted p < {SEGMENT_ALPHA:g}): "
-        f"{' | '.join(found)}."
-    ]
+    threshold = f"adjusted p < {SEGMENT_ALPHA:g}"
+    if found:
+        by_arm: dict[str, list[str]] = {}
+        for e in found:
+            by_arm.setdefault(e.arm, []).append(
+                f"{e.segment} ({_signed_short(headline_metric, e.difference)})"
+            )
+        groups = [f"{arm} in {_join(items)}" for arm, items in by_arm.items()]
+        text = (
+            f"{opening}; significant on {headline_metric} after adjustment ({threshold}): "
+            f"{'; '.join(groups)}"
+        )
+    else:
+        text = f"{opening}; no segment effect on {headline_metric} is significant after adjustment"
+    if others:
+        text += (
+            f"; {_join(others)} {'has' if len(others) == 1 else 'have'} significant segment "
+            "effects too (see the table for the other metrics)"
+        )
+    return [text + "."]
 
 
 def _signed_short(metric: str, interval: Interval) -> str:
@@ -347,10 +404,11 @@ def headline(evaluation: CampaignEvaluation) -> list[str]:
 
     One sentence per promotion arm on the headline metric (``metrics[0]``, its overall effect
     against control), with the arm's totals when there are any; then the sample-ratio check;
-    then the correction used for the segment effects and every segment effect whose adjusted
-    p-value is below :data:`SEGMENT_ALPHA`. An interval that contains zero is always "no
-    detectable effect" (or, for a total, "no detectable change"); each interval is quoted at
-    its own confidence level. Amounts carry no currency symbol.
+    then the correction used for the segment effects and the headline metric's segment effects
+    whose adjusted p-value is below :data:`SEGMENT_ALPHA`, grouped by arm (the other metrics
+    with such segments are only named: the table has them). An interval that contains zero is
+    always "no detectable effect" (or, for a total, "no detectable change"); each interval is
+    quoted at its own confidence level. Amounts carry no currency symbol.
     """
     if not evaluation.metrics:
         raise ValueError(f"campaign {evaluation.campaign_id}: no metrics were evaluated")
@@ -485,7 +543,8 @@ def cuped_figure(evaluation: CampaignEvaluation) -> Figure | None:
             positions.append(y)
             reduction = cuped.variance_reduction
             labels.append(
-                f"{effect.arm}\nvariance {_signed(-reduction * 100, 0)} %"
+                f"{effect.arm}\nvariance {'increased' if reduction < 0 else 'reduced'} "
+                f"{_reduction_text(abs(reduction))}"
                 if _finite(reduction)
                 else effect.arm
             )
@@ -524,34 +583,56 @@ def _hours_between(start: str, end: str) -> float | None:
 
 
 def cumulative_figure(evaluation: CampaignEvaluation) -> Figure | None:
-    """Per arm, the cumulative effect with its band over hours since the start."""
+    """One small panel per arm (shared y axis): the cumulative effect with its band over hours
+    since the start, the zero line and the end of the campaign."""
     if not evaluation.cumulative:
         return None
     metric = evaluation.metrics[0]
     scale, _ = _unit(metric)
-    fig = _new_figure(8.0, 4.2)
-    ax = fig.subplots()
-    ax.set_title(f"Cumulative effect on {metric} since the start of the sale")
-    ax.grid(alpha=0.3)
-    for curve in evaluation.cumulative:
+    curves = evaluation.cumulative
+    ncols = min(3, len(curves))
+    nrows = math.ceil(len(curves) / ncols)
+    fig = _new_figure(3.6 * ncols + 0.6, 0.9 + 2.7 * nrows)
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+    campaign_hours = _hours_between(evaluation.start, evaluation.end)
+    for ax, curve in zip(axes, curves, strict=False):
         colour = _colour(evaluation, curve.arm)
-        ax.plot(curve.hours, [v * scale for v in curve.estimate], color=colour, label=curve.arm)
         ax.fill_between(
             curve.hours,
             [v * scale for v in curve.low],
             [v * scale for v in curve.high],
             color=colour,
-            alpha=0.18,
+            alpha=0.25,
             lw=0,
+            label="interval",
         )
-    ax.axhline(0.0, color="black", lw=1)
-    sale_hours = _hours_between(evaluation.start, evaluation.end)
-    if sale_hours is not None and sale_hours > 0:
-        ax.axvline(sale_hours, color="grey", ls=":", lw=1.2, label="sale ends")
-    ax.set_xlabel("hours since the start of the sale")
-    unit = "percentage points" if is_rate(metric) else "per user"
-    ax.set_ylabel(f"cumulative difference in {metric}\n({unit}; band: interval)")
-    fig.legend(loc="outside right upper", fontsize=8, frameon=False)
+        ax.plot(curve.hours, [v * scale for v in curve.estimate], color=colour, label=curve.arm)
+        ax.axhline(0.0, color="black", lw=1)
+        if campaign_hours is not None and campaign_hours > 0:
+            ax.axvline(campaign_hours, color="grey", ls=":", lw=1.2, label="campaign ends")
+        ax.set_title(curve.arm, fontsize=10, color=colour)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+        ax.set_xlabel("hours since the start", fontsize=9)
+    for ax in axes[len(curves) :]:
+        ax.set_visible(False)
+    unit = "points" if is_rate(metric) else "per user"
+    for ax in axes[::ncols]:
+        ax.set_ylabel(f"cumulative difference ({unit})", fontsize=9)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    conf = confidence_text(evaluation.effects[0].difference) if evaluation.effects else "95 %"
+    handles = [
+        Line2D([], [], color="#555555", label="estimate"),
+        Patch(color="#555555", alpha=0.25, lw=0, label=f"{conf} interval"),
+    ]
+    if campaign_hours is not None and campaign_hours > 0:
+        handles.append(Line2D([], [], color="grey", ls=":", lw=1.2, label="campaign ends"))
+    fig.legend(
+        handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False
+    )
+    fig.suptitle(f"Cumulative effect on {metric} since the start, one panel per arm", fontsize=11)
     return fig
 
 
@@ -630,23 +711,34 @@ def totals_figure(evaluation: CampaignEvaluation) -> Figure | None:
                 lw=1.2,
             )
             if metric == "margin" and t.incentive_cost:
-                ax.plot(
-                    t.incentive_cost,
-                    -i,
-                    "D",
-                    color="black",
-                    markersize=5,
-                    label="incentive cost" if i == 0 else None,
-                )
+                ax.plot(t.incentive_cost, -i, "D", color="black", markersize=5)
         ax.axvline(0.0, color="black", lw=1)
         ax.set_title(f"incremental {metric}", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(axis="x", labelsize=8)
         ax.xaxis.set_major_formatter(_formatter())
-        if metric == "margin" and any(t.incentive_cost for t in evaluation.totals):
-            ax.legend(loc="lower right", fontsize=7)
     axes[0].set_yticks([-i for i in range(len(arms))], arms, fontsize=9)
     axes[0].set_ylim(-len(arms) + 0.4, 0.6)
+    if "margin" in metrics and any(t.incentive_cost for t in evaluation.totals):
+        # below the panels, where it covers no arm's bar
+        from matplotlib.lines import Line2D
+
+        fig.legend(
+            handles=[
+                Line2D(
+                    [],
+                    [],
+                    ls="none",
+                    marker="D",
+                    color="black",
+                    markersize=5,
+                    label="incentive cost (margin panel)",
+                ),
+            ],
+            loc="outside lower center",
+            fontsize=8,
+            frameon=False,
+        )
     fig.suptitle("What each arm caused in total (bars: estimate; whiskers: interval)")
     return fig
 
@@ -678,6 +770,7 @@ h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:
 .period{color:#666;margin:0 0 14px;font-size:13px}
 .headline{background:#f4f7fb;border-left:4px solid #4c72b0;padding:10px 16px;margin:0 0 8px}
 .headline p{margin:6px 0}
+.wide{overflow-x:auto}
 table{border-collapse:collapse;font-size:12px;margin:6px 0 4px;width:100%}
 th,td{padding:3px 6px;border-bottom:1px solid #e5e5e5;text-align:right}
 td{white-space:nowrap}
@@ -703,7 +796,8 @@ CAPTIONS = {
     "segment (filled: interval excludes zero).",
     "cuped_before_after.png": "Unadjusted and CUPED-adjusted intervals; the labels give the "
     "variance reduction.",
-    "cumulative_effect.png": "Cumulative effect through the outcome window, with its interval.",
+    "cumulative_effect.png": "Cumulative effect through the outcome window, one panel per arm, "
+    "with its interval.",
     "calibration.png": "Predicted vs observed rates per bin of the scoring models.",
     "totals.png": "Incremental totals per arm with intervals.",
 }
@@ -732,10 +826,6 @@ def _mean_cell(metric: str, value: float) -> str:
     return _percent(value, 2) if is_rate(metric) else _number(value, 3 if abs(value) < 10 else 2)
 
 
-def _reduction_text(reduction: float) -> str:
-    return f"{reduction * 100:.0f} %" if _finite(reduction) else "n/a"
-
-
 EFFECT_COLUMNS = (
     "metric",
     "arm",
@@ -744,6 +834,7 @@ EFFECT_COLUMNS = (
     "mean arm",
     "mean control",
     "difference [CI]",
+    "bootstrap CI",
     "relative lift [CI]",
     "CUPED difference [CI]",
     "variance reduction",
@@ -761,6 +852,7 @@ def _effect_row(e: MetricEffect) -> str:
     if e.adjusted_p_value is not None and e.adjusted_p_value < SEGMENT_ALPHA:
         classes.append("sig")
     unit = " pts" if is_rate(e.metric) else ""
+    d = _decimals(e.difference, scale, lo=lo)
     values = [
         e.metric,
         e.arm,
@@ -768,21 +860,24 @@ def _effect_row(e: MetricEffect) -> str:
         f"{e.n_treated:,} / {e.n_control:,}",
         _mean_cell(e.metric, e.mean_treated),
         _mean_cell(e.metric, e.mean_control),
-        _interval_text(e.difference, scale, lo) + unit,
+        _interval_text(e.difference, scale, decimals=d) + unit,
+        (_interval_text(e.bootstrap, scale, decimals=d, estimate=False) + unit)
+        if e.bootstrap
+        else "",
         (_interval_text(e.relative_lift, 100) + " %") if e.relative_lift else "",
         (_interval_text(e.cuped.interval, scale, lo) + unit) if e.cuped else "",
         _reduction_text(e.cuped.variance_reduction) if e.cuped else "",
         p_text(e.difference.p_value),
         "" if e.adjusted_p_value is None else p_text(e.adjusted_p_value),
     ]
-    cls = ["t", "t", "t", *[""] * 8, "adj"]
+    cls = ["t", "t", "t", *[""] * (len(EFFECT_COLUMNS) - 4), "adj"]
     return f'<tr class="{" ".join(classes)}">{_cells(values, cls)}</tr>'
 
 
 def _table(rows: Sequence[str]) -> str:
     return (
-        f"<table><thead><tr>{_header(EFFECT_COLUMNS, 3)}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<div class="wide"><table><thead><tr>{_header(EFFECT_COLUMNS, 3)}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -813,8 +908,13 @@ def _effects_table(evaluation: CampaignEvaluation) -> str:
         )
     return out + (
         f'<p class="muted">Intervals at {_e(conf)}; rates in %, their differences in '
-        f"percentage points (pts); adjusted p: {_e(evaluation.correction)} across the segments "
-        f"of each metric, in bold red below {SEGMENT_ALPHA:g}.</p>"
+        "percentage points (pts); difference: Welch interval; bootstrap CI: the same "
+        "difference's bucket (Poisson) bootstrap interval, blank where none was computed; "
+        f"adjusted p: {_e(evaluation.correction)} across the segments of each metric, in bold "
+        f"red below {SEGMENT_ALPHA:g}.</p>"
+        '<p class="muted note-lift">The relative lift\'s interval is a delta-method interval '
+        "for the ratio of the means, not the difference's: one can exclude zero while the "
+        "other does not.</p>"
     )
 
 
@@ -829,18 +929,18 @@ def _totals_table(evaluation: CampaignEvaluation) -> str:
     for t in evaluation.totals:
         values = [t.arm, f"{t.users:,}"]
         values += [_interval_text(t.incremental.get(m)) for m in metrics]
-        values += [_money(t.incentive_cost) if t.incentive_cost else ""]
-        roi = t.roi
-        values += [
-            f"{_number(roi.estimate, 2)} [{_number(roi.low, 2)}, {_number(roi.high, 2)}]"
-            if roi is not None
-            else ""
-        ]
+        values += [_money(t.incentive_cost) if t.incentive_cost else "0"]
+        if _shows_roi(t):
+            estimate, low, high = _roi_text(t.roi)
+            values += [f"{estimate} [{low}, {high}]"]
+        else:
+            values += [NO_VALUE]
         rows.append(f"<tr>{_cells(values, ['t'])}</tr>")
     return (
         f"<table><thead><tr>{_header(head, 1)}</tr></thead><tbody>{''.join(rows)}</tbody>"
-        '</table><p class="muted">Totals: the per-user effect × users in the arm. ROI: '
-        "incremental margin ÷ incentive cost.</p>"
+        '</table><p class="muted">Totals: per-user difference × users in the arm (Welch '
+        f"interval). ROI: incremental margin ÷ incentive cost; {NO_VALUE} where no ROI is given "
+        "(no incentive cost, or one not distinguishable from control's: see the notes).</p>"
     )
 
 
@@ -865,10 +965,18 @@ def _calibration_table(evaluation: CampaignEvaluation) -> str:
     )
 
 
+# lineage keys that name a field of the evaluation itself, under that field's label
+LINEAGE_ALIASES = {"data_uri": "data", "data_snapshot_id": "data snapshot"}
+
+
 def _lineage(evaluation: CampaignEvaluation) -> str:
+    """The footer: each fact once. A lineage entry with the label and value of one already
+    shown (``data_snapshot`` repeats ``data_snapshot_id``) is left out."""
     items = [("data", evaluation.data_uri), ("data snapshot", evaluation.data_snapshot_id)]
-    items += [(key.replace("_", " "), value) for key, value in evaluation.lineage.items()]
-    rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
+    for key, value in evaluation.lineage.items():
+        items.append((LINEAGE_ALIASES.get(key, key.replace("_", " ")), value))
+    shown = list(dict.fromkeys((label, str(value)) for label, value in items))
+    rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in shown)
     return f"<footer><strong>Lineage</strong><dl>{rows}</dl></footer>"
 
 
@@ -883,13 +991,26 @@ def _when(iso: str) -> str:
     return t.strftime("%Y-%m-%d %H:%M") + zone
 
 
+def _period(evaluation: CampaignEvaluation) -> str:
+    """``Campaign <start> to <end>; outcomes up to <end>``; when start and end coincide (an
+    external experiment without assignment times, all at 1970-01-01) no time is shown."""
+    if evaluation.start == evaluation.end or _hours_between(evaluation.start, evaluation.end) == 0:
+        text = "Campaign times not recorded"
+        if evaluation.outcome_end != evaluation.start:
+            text += f"; outcomes up to {_when(evaluation.outcome_end)}"
+        return text
+    return (
+        f"Campaign {_when(evaluation.start)} to {_when(evaluation.end)}; outcomes up to "
+        f"{_when(evaluation.outcome_end)}"
+    )
+
+
 def render_html(evaluation: CampaignEvaluation, images: dict[str, bytes]) -> str:
     """The self-contained page: ``images`` are PNG bytes by figure name, embedded in base64."""
     sentences = "".join(f"<p>{_e(s)}</p>" for s in headline(evaluation))
     period = (
-        f"Sale {_when(evaluation.start)} to {_when(evaluation.end)}; outcomes up to "
-        f"{_when(evaluation.outcome_end)}; "
-        f"control arm: {evaluation.control}; metrics: {', '.join(evaluation.metrics)}."
+        f"{_period(evaluation)}; control arm: {evaluation.control}; "
+        f"metrics: {', '.join(evaluation.metrics)}."
     )
     figs = "".join(
         f'<figure><img alt="{_e(name)}" src="data:image/png;base64,'

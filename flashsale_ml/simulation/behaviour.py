@@ -325,7 +325,10 @@ def flash_sale(
     demand = np.bincount(
         np.searchsorted(sale_items, att_item), weights=att_qty, minlength=len(sale_items)
     )
-    stock = np.ceil(demand * rng.uniform(0.45, 1.6, len(sale_items))).astype(np.int64) + 1
+    stock_factor = rng.uniform(0.45, 1.6, len(sale_items))  # drawn either way: same stream
+    if config.sale_stock_factor is not None:
+        stock_factor = np.full(len(sale_items), config.sale_stock_factor)
+    stock = np.ceil(demand * stock_factor).astype(np.int64) + 1
     order = np.lexsort((att_t, att_item))
     item_pos = np.searchsorted(sale_items, att_item[order])
     cum_qty = np.cumsum(att_qty[order])

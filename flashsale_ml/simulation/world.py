@@ -55,6 +55,14 @@ class SimulationConfig(BaseModel):
     sale_duration_hours: int = Field(default=2, ge=1, le=24)
     sale_item_share: float = Field(default=0.02, gt=0, le=1)
     holdout_share: float = Field(default=0.2, gt=0, lt=1)
+    sale_stock_factor: float | None = Field(
+        default=None,
+        gt=0,
+        description="None: each sale item's stock is its demand times a random factor in "
+        "[0.45, 1.6) (sellouts happen); a number: stock = ceil(demand * factor) + 1 for every "
+        "item (e.g. 1000: no sellouts, so realized sale purchases follow the true purchase "
+        "probabilities). The same random draws are made either way.",
+    )
     chunk_users: int = Field(default=50_000, ge=1_000)
     # The public development key is fine for simulated users in a local lake; the CLI and the
     # steps pass the configured key (config.check_pseudonym_key refuses it for s3:// lakes).

@@ -4,6 +4,8 @@ to the data and a labelled snapshot for the next retraining."""
 from __future__ import annotations
 
 import logging
+from contextlib import closing
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,12 @@ def _model_calibration(settings: Settings, data_uri: str, campaign_id: str, labe
             "model's predictions could be checked against the outcomes (no plan recorded "
             "predictions either).",
         )
-    outcomes = labels.to_pandas()
+    present = set(labels.names())
+    accountable = [kind for kind in accountable if kind.accountable_for in present]
+    if not accountable:
+        return (), ()
+    wanted = sorted({kind.accountable_for for kind in accountable})
+    outcomes = labels.columns("user_id", *wanted).to_pandas()
     calibrations, notes = [], []
     for kind in accountable:
         with Snapshot(features) as snapshot:
@@ -187,15 +194,10 @@ def evaluate_campaign(
     Returns:
         The run id, the labels snapshot and report URIs, and the headline in words.
     """
-    import tempfile
-
-    from flashsale_ml.datasets import Snapshot, SnapshotWriter
+    from flashsale_ml.datasets import Snapshot
     from flashsale_ml.duck import connect
     from flashsale_ml.evaluation.campaign import evaluate_campaign as evaluate
-    from flashsale_ml.evaluation.report import headline, render_report
-    from flashsale_ml.lineage import code_version
     from flashsale_ml.storage import open_store
-    from flashsale_ml.tracking import log_artifacts, log_json, log_metrics, set_tags, step_run
 
     settings = settings or get_settings()
     config = settings.evaluation
@@ -219,30 +221,46 @@ def evaluate_campaign(
         )
     if not data_uri:
         raise DataError("evaluate needs --data (a raw snapshot) or --assignments and --outcomes")
-    with Snapshot(data_uri) as snapshot:
-        con = connect(
-            {t: snapshot.local_files(t) for t in snapshot.tables},
-            memory_limit=settings.duckdb_memory_limit,
-            threads=settings.compute_threads,
-        )
-        try:
-            evaluation, labels = evaluate(
-                con,
-                campaign_id,
-                config,
-                settings.seed,
-                data_uri,
-                snapshot.snapshot_id,
-                _data_as_of(snapshot, con),
-                set(snapshot.tables),
+    with (
+        Snapshot(data_uri) as snapshot,
+        closing(
+            connect(
+                {t: snapshot.local_files(t) for t in snapshot.tables},
+                memory_limit=settings.duckdb_memory_limit,
+                threads=settings.compute_threads,
             )
-        finally:
-            con.close()
-    calibrations, notes = _model_calibration(settings, data_uri, campaign_id, labels)
-    from dataclasses import replace
+        ) as con,
+    ):
+        evaluation, labels = evaluate(
+            con,
+            campaign_id,
+            config,
+            settings.seed,
+            data_uri,
+            snapshot.snapshot_id,
+            _data_as_of(snapshot, con),
+            set(snapshot.tables),
+        )
+        calibrations, notes = _model_calibration(settings, data_uri, campaign_id, labels)
+        evaluation = replace(
+            evaluation, calibration=calibrations, notes=(*evaluation.notes, *notes)
+        )
+        # The labels are written from DuckDB in batches, so the connection stays open.
+        return _record(settings, evaluation, labels, data_uri, out_uri, parent_run_id)
 
-    evaluation = replace(evaluation, calibration=calibrations, notes=(*evaluation.notes, *notes))
 
+def _record(settings, evaluation, labels, data_uri, out_uri, parent_run_id) -> dict[str, Any]:
+    """Write the labels snapshot and the report and log the run, in that order."""
+    import tempfile
+
+    from flashsale_ml.datasets import SnapshotWriter
+    from flashsale_ml.evaluation.report import headline, render_report
+    from flashsale_ml.lineage import code_version
+    from flashsale_ml.storage import open_store
+    from flashsale_ml.tracking import log_artifacts, log_json, log_metrics, set_tags, step_run
+
+    config = settings.evaluation
+    campaign_id = evaluation.campaign_id
     store = open_store(out_uri or settings.lake_uri)
     tags = {
         CAMPAIGN_TAG: campaign_id,
@@ -268,7 +286,8 @@ def evaluate_campaign(
                 **lineage,
             },
         ) as writer:
-            writer.write_table("labels", labels)
+            for batch in labels.batches():
+                writer.append("labels", batch)
         lineage["labels_snapshot"] = writer.uri
         evaluation = replace(evaluation, lineage=lineage)
         report_prefix = f"reports/evaluations/{campaign_id}/{writer.snapshot_id}"
