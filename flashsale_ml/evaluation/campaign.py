@@ -310,7 +310,7 @@ def evaluate_campaign(
     data_snapshot_id: str,
     data_as_of: datetime | None,
     tables: set[str],
-) -> tuple[CampaignEvaluation, pa.Table]:
+) -> tuple[CampaignEvaluation, Labels]:
     """Check the campaign's integrity, then measure its effects.
 
     Args:
@@ -375,6 +375,8 @@ def evaluate_campaign(
     overall = _aggregate(con, columns, "arm")
     # Tiers need a value that differs between users (without a covariate every user ties).
     segmented = con.execute("SELECT count(DISTINCT value) > 1 FROM eval_users").fetchone()[0]
+    if not segmented:
+        con.execute(f"UPDATE eval_users SET segment = '{ALL_USERS}'")
     by_segment = _aggregate(con, columns, "arm, segment") if segmented else {}
     by_bucket = _aggregate(con, columns, "arm, bucket")
 
@@ -628,6 +630,10 @@ def _scaled(interval: Interval, factor: float) -> Interval:
     )
 
 
+def _signed(value: float) -> str:
+    return f"{value:+.2f}".replace("-", "\u2212")
+
+
 def _totals(
     overall: dict[tuple, dict[str, float]],
     effects: list[MetricEffect],
@@ -655,18 +661,24 @@ def _totals(
             Moments(control["n"], control["incentive"], control["incentive__sy2"]),
             config.confidence,
         )
-        cost = max(extra.estimate * users, 0.0)
-        roi = None
-        if cost > 0 and extra.low > 0:
+        cost, roi = 0.0, None
+        if extra.estimate > 0 and extra.low > 0:
+            cost = extra.estimate * users
             roi = _scaled(incremental["margin"], 1.0 / cost)
         else:
+            # A noise-level cost is no cost: reported as 0, with the numbers in a note.
             notes.append(
-                f"{arm}: its users redeemed {extra.estimate:+.2f} per user in incentives beyond "
-                f"control ({config.confidence:.0%} CI {extra.low:+.2f} to {extra.high:+.2f}), "
-                "not distinguishable from zero, so no ROI is given (a gift's cost is not in "
-                "orders.discount)."
+                f"{arm}: its users redeemed {_signed(extra.estimate)} per user in discounts "
+                f"beyond control ({config.confidence * 100:g} % CI {_signed(extra.low)} to "
+                f"{_signed(extra.high)}), not distinguishable from zero: no incentive cost and "
+                "no ROI are given."
             )
         totals.append(ArmTotals(arm, int(users), incremental, float(cost), roi))
+    if notes:
+        notes.append(
+            "A promotion's cost beyond price discounts (a gift, shipping) is not in "
+            "orders.discount and so not in the incentive cost."
+        )
     return totals, notes
 
 

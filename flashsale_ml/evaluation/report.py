@@ -717,6 +717,10 @@ def totals_figure(evaluation: CampaignEvaluation) -> Figure | None:
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(axis="x", labelsize=8)
         ax.xaxis.set_major_formatter(_formatter())
+        # a few ticks: five-digit totals side by side overlapped ("−20,000−15,000...")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(4))
     axes[0].set_yticks([-i for i in range(len(arms))], arms, fontsize=9)
     axes[0].set_ylim(-len(arms) + 0.4, 0.6)
     if "margin" in metrics and any(t.incentive_cost for t in evaluation.totals):

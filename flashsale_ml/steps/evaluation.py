@@ -49,7 +49,10 @@ def _model_calibration(settings: Settings, data_uri: str, campaign_id: str, labe
     from flashsale_ml.scoring import AliasScorer
     from flashsale_ml.storage import open_store
 
-    accountable = [get_kind(k) for k in kind_names() if get_kind(k).accountable_for]
+    # Only kinds whose target this campaign's outcomes carry (a sale's facts, not a per-user
+    # table such as Hillstrom's).
+    present = set(labels.names())
+    accountable = [get_kind(k) for k in kind_names() if get_kind(k).accountable_for in present]
     if not accountable:
         return (), ()
     features = None
@@ -64,10 +67,6 @@ def _model_calibration(settings: Settings, data_uri: str, campaign_id: str, labe
             "model's predictions could be checked against the outcomes (no plan recorded "
             "predictions either).",
         )
-    present = set(labels.names())
-    accountable = [kind for kind in accountable if kind.accountable_for in present]
-    if not accountable:
-        return (), ()
     wanted = sorted({kind.accountable_for for kind in accountable})
     outcomes = labels.columns("user_id", *wanted).to_pandas()
     calibrations, notes = [], []
