@@ -522,6 +522,50 @@ def log_model(
     return info.model_uri
 
 
+def log_python_model(
+    model: Any,
+    input_example: Any,
+    output_example: Any,
+    pip_requirements: list[str],
+    metadata: Mapping[str, Any] | None = None,
+) -> str:
+    """Log any picklable object with a ``predict(frame) -> array`` method as an MLflow pyfunc
+    model into the active run (for models no MLflow flavor covers, e.g. a meta-learner made of
+    several boosters); tag the run with the model URI; return it."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=_DelegatingModel(model),
+        signature=infer_signature(input_example, output_example),
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        metadata=dict(metadata or {}),
+    )
+    mlflow.set_tag(f"{TAG_PREFIX}model_uri", info.model_uri)
+    return info.model_uri
+
+
+def _delegating_model_class():
+    import mlflow.pyfunc
+
+    class DelegatingModel(mlflow.pyfunc.PythonModel):
+        """An MLflow pyfunc that hands ``predict`` to the wrapped object."""
+
+        def __init__(self, model: Any) -> None:
+            self.model = model
+
+        def predict(self, context, model_input, params=None):
+            return self.model.predict(model_input)
+
+    return DelegatingModel
+
+
+def _DelegatingModel(model: Any) -> Any:
+    return _delegating_model_class()(model)
+
+
 def model_libraries(model_uri: str) -> list[str]:
     """The MLflow flavors a logged model was saved with (from its MLmodel file)."""
     from mlflow.models import get_model_info

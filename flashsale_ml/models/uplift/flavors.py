@@ -1,0 +1,161 @@
+"""The uplift kind's flavors: one per meta-learner (``dr``, ``x``, ``t``, and the ``s``
+baseline), each with LightGBM base learners (see :mod:`.learners`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from flashsale_ml.features.columns import LABEL, PROPENSITY_TABLE
+from flashsale_ml.models.base import FitRequest, FittedModel, Predictor
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+PIP_REQUIREMENTS = ("lightgbm", "pandas", "numpy", "pyarrow", "pydantic")
+LEARNER_NAMES = {"dr": "DR-learner", "x": "X-learner", "t": "T-learner", "s": "S-learner"}
+
+
+def expand_by_arm(rows: pd.DataFrame, arms: tuple[str, ...], control: str) -> pd.DataFrame:
+    """For each promotion arm: its treated rows and every control row, with ``scored_arm``
+    naming the arm and ``treated`` 0/1 — the rows a per-arm Qini ranks."""
+    import pandas as pd
+
+    parts = []
+    for arm in arms:
+        part = rows[rows["arm"].isin([arm, control])].assign(scored_arm=arm)
+        part["treated"] = (part["arm"] == arm).astype(int)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+class UpliftFlavor:
+    """A meta-learner fitted on the training campaigns' randomized assignments; evaluated by
+    Qini, AUUC, uplift@30 % and decile calibration on the test campaign.
+
+    Options: ``config`` (an :class:`~flashsale_ml.models.uplift.learners.UpliftConfig`),
+    ``arm_costs`` (arm -> cost per treated user, for the budgeted-allocation curve).
+    """
+
+    library = "pyfunc"
+    invariance_tolerance = 1e-9
+
+    def __init__(self, learner: str) -> None:
+        self.name = learner
+        self.step_name = f"train_uplift_{learner}"
+
+    def fit(self, request: FitRequest) -> FittedModel:
+        import numpy as np
+
+        from flashsale_ml.contract import CONTROL_ARM
+        from flashsale_ml.datasets import Snapshot
+        from flashsale_ml.evaluation.uplift import cost_aware_multi_arm_qini
+        from flashsale_ml.models.uplift.gates import arm_qinis, uplift_metrics
+        from flashsale_ml.models.uplift.learners import UpliftConfig, make_learner
+        from flashsale_ml.models.uplift.plots import (
+            cost_value_figure,
+            qini_figure,
+            uplift_calibration_figure,
+        )
+        from flashsale_ml.models.uplift.scorer import FEATURES, UpliftScorer, feature_matrix
+
+        settings = request.settings
+        config = request.options.get("config") or UpliftConfig(
+            seed=settings.seed, num_threads=settings.compute_threads
+        )
+        columns = ["campaign_id", "user_id", "arm", *FEATURES, LABEL]
+        with Snapshot(request.features_uri) as snapshot:
+            frame = snapshot.read_pandas(PROPENSITY_TABLE, columns=columns)
+        fit_rows = frame[frame["campaign_id"].isin(request.split.fitted_campaigns)]
+        test_rows = frame[frame["campaign_id"].isin(request.split.test)]
+        arms = tuple(sorted(set(fit_rows["arm"].dropna()) - {CONTROL_ARM}))
+        codes = {CONTROL_ARM: 0, **{arm: i + 1 for i, arm in enumerate(arms)}}
+        fit_rows = fit_rows[fit_rows["arm"].isin(codes)]
+        arm = fit_rows["arm"].map(codes).to_numpy(dtype=np.int64)
+        # Randomized within each campaign: the propensity of each arm is its share there.
+        shares = (
+            fit_rows.assign(code=arm)
+            .groupby("campaign_id")["code"]
+            .value_counts(normalize=True)
+            .unstack(fill_value=0.0)
+            .reindex(columns=range(len(codes)), fill_value=0.0)
+        )
+        propensity = shares.loc[fit_rows["campaign_id"]].to_numpy(dtype=float)
+        learner = make_learner(self.name, config).fit(
+            feature_matrix(fit_rows), arm, fit_rows[LABEL].to_numpy(dtype=float), propensity
+        )
+        scorer = UpliftScorer(learner, arms)
+
+        holdout = expand_by_arm(test_rows[test_rows["arm"].isin(codes)], arms, CONTROL_ARM)
+        scores = scorer.uplift_of(holdout)
+        y = holdout[LABEL].to_numpy(dtype=float)
+        treated = holdout["treated"].to_numpy(dtype=float)
+        targets = treated * 2.0 + y
+        test = uplift_metrics(targets, scores)
+        per_arm = arm_qinis(targets, scores, holdout["scored_arm"].to_numpy(), 1)
+        test |= {f"qini_{arm}": value for arm, value in per_arm.items()}
+        test["rows"] = float(len(test_rows))
+        # Budgeted allocation across arms: each test user gets the arm with the best predicted
+        # uplift per unit of cost (costs per treated user from the `arm_costs` option; equal
+        # by default, which makes it a multi-arm Qini by number of promotions sent).
+        costs = {arm: float(request.options.get("arm_costs", {}).get(arm, 1.0)) for arm in arms}
+        in_design = test_rows[test_rows["arm"].isin(codes)]
+        allocation = cost_aware_multi_arm_qini(
+            in_design[LABEL].to_numpy(dtype=float),
+            in_design["arm"].map(codes).to_numpy(dtype=np.int64),
+            scorer.predict(in_design),
+            np.array([costs[arm] for arm in arms]),
+        )
+        if len(allocation.spend) > 1 and allocation.spend[-1] > 0:
+            test["allocation_value_at_full_spend"] = float(allocation.value[-1])
+        name = LEARNER_NAMES[self.name]
+        return FittedModel(
+            model=scorer,
+            metrics={"test": test},
+            params={
+                "uplift": config.model_dump(mode="json"),
+                "learner": self.name,
+                "arms": list(arms),
+                "split": request.split.as_dict(),
+                "rows": {"fit": len(fit_rows), "test": len(test_rows)},
+            },
+            figures={
+                "qini_curves.png": qini_figure(holdout, scores, LABEL, name),
+                "uplift_calibration.png": uplift_calibration_figure(holdout, scores, LABEL, name),
+                "cost_value_curve.png": cost_value_figure(allocation, name, costs),
+            },
+            summary={
+                "input_example": test_rows[list(FEATURES)].head(5).reset_index(drop=True),
+                "arms": list(arms),
+            },
+        )
+
+    def log_model(self, fitted: FittedModel, run_id: str) -> str:
+        from importlib.metadata import version
+
+        from flashsale_ml.tracking import log_python_model
+
+        example = fitted.summary.pop("input_example")
+        return log_python_model(
+            fitted.model,
+            input_example=example,
+            output_example=fitted.model.predict(example),
+            pip_requirements=[f"{p}=={version(p)}" for p in PIP_REQUIREMENTS],
+            metadata={"arms": list(fitted.model.arms), "output": "uplift per arm vs control"},
+        )
+
+    def predictor(self, model_uri: str) -> Predictor:
+        from flashsale_ml.models.uplift.scorer import FEATURES, select_arm
+        from flashsale_ml.tracking import load_pyfunc
+
+        model = load_pyfunc(model_uri)
+        arms = tuple((model.metadata.metadata or {}).get("arms", ()))
+
+        def predict(frame: pd.DataFrame) -> np.ndarray:
+            uplift = model.predict(frame[list(FEATURES)])
+            return select_arm(uplift, arms, frame)
+
+        return predict

@@ -1,0 +1,78 @@
+"""The uplift model as it is logged and served: raw feature rows in, one predicted uplift per
+promotion arm out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from flashsale_ml.features.columns import SALE_FEATURES, USER_FEATURES
+from flashsale_ml.features.encoding import CATEGORY_VOCAB, category_codes
+
+# The learner's inputs: user features as of the campaign start, the campaign's promotion
+# attributes (the sale features), and the user's segment codes. The arm is the treatment,
+# never a feature.
+CATEGORICAL = ("region", "device_type")
+FEATURES: tuple[str, ...] = (*USER_FEATURES, *SALE_FEATURES, *CATEGORICAL)
+
+
+def feature_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """float64 matrix of :data:`FEATURES` (categoricals as stable codes, unknown -1; numeric
+    nulls NaN, which LightGBM treats as missing).
+
+    Raises:
+        ValueError: a feature column is missing.
+    """
+    missing = [c for c in FEATURES if c not in frame.columns]
+    if missing:
+        raise ValueError(f"uplift features: missing column(s) {missing}")
+    matrix = np.empty((len(frame), len(FEATURES)), dtype="float64")
+    for position, column in enumerate(FEATURES):
+        if column in CATEGORICAL:
+            codes = category_codes(
+                pa.array(frame[column], from_pandas=True), CATEGORY_VOCAB[column]
+            )
+            matrix[:, position] = codes
+        else:
+            matrix[:, position] = frame[column].to_numpy(dtype="float64", na_value=np.nan)
+    return matrix
+
+
+@dataclass
+class UpliftScorer:
+    """A fitted meta-learner and the arms its columns stand for.
+
+    ``predict(frame)`` returns the predicted uplift of each promotion arm against control
+    (n × arms, in :attr:`arms` order). It is what MLflow stores (as a pyfunc) and serves.
+    """
+
+    learner: Any
+    arms: tuple[str, ...]
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.learner.predict_uplift(feature_matrix(frame)), dtype=float)
+
+    def uplift_of(self, frame: pd.DataFrame, arm_column: str = "scored_arm") -> np.ndarray:
+        """One uplift per row: of the arm named in ``arm_column`` where the frame has it (the
+        promotion holdout), else of the best arm."""
+        return select_arm(self.predict(frame), self.arms, frame, arm_column)
+
+
+def select_arm(
+    uplift: np.ndarray, arms: tuple[str, ...], frame: pd.DataFrame, arm_column: str = "scored_arm"
+) -> np.ndarray:
+    """Each row's uplift for the arm in ``arm_column`` (NaN for an arm the model does not
+    know), or the best arm's where the frame has no such column."""
+    uplift = np.asarray(uplift, dtype=float).reshape(len(frame), len(arms))
+    if arm_column not in frame.columns:
+        return uplift.max(axis=1)
+    index = {arm: i for i, arm in enumerate(arms)}
+    wanted = np.array([index.get(str(a), -1) for a in frame[arm_column]], dtype=np.int64)
+    out = np.full(len(frame), np.nan)
+    known = wanted >= 0
+    out[known] = uplift[np.flatnonzero(known), wanted[known]]
+    return out
