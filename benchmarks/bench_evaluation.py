@@ -46,6 +46,15 @@ N_ITEMS = 5_000
 
 
 def _max_rss_gib() -> float:
+    """This process's own peak resident memory (VmHWM). Not ``ru_maxrss``: on Linux a child
+    starts with its parent's peak there (it survives fork and exec), so a child measured after
+    the parent generated the data reported the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
 
 

@@ -197,7 +197,7 @@ def _segment_gate(
     if regressions:
         detail = "; ".join(regressions) + f" (tolerance {gate.tolerance})"
     else:
-        detail = f"no value tier regressed (challenger/champion {gate.label}: {compared or 'none'})"
+        detail = f"no segment regressed (challenger/champion {gate.label}: {compared or 'none'})"
     return CheckResult(gate.gate, not regressions, detail)
 
 

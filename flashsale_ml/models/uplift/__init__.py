@@ -1,4 +1,4 @@
-"""Uplift: who buys because of which promotion. Flavors ``dr`` (default), ``x``, ``t``, ``s``."""
+"""Uplift: who buys because of which promotion. Flavors ``x`` (default), ``dr``, ``t``, ``s``."""
 
 from flashsale_ml.models.uplift.kind import KIND
 

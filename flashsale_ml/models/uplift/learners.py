@@ -607,7 +607,13 @@ class FittedLearner(ABC):
                 f"x has {values.shape[1]} feature columns, the learner was fitted on "
                 f"{self.n_features}"
             )
-        return self._uplift(values)
+        uplift = self._uplift(values)
+        if self.outcome == "binary":
+            # A difference of two probabilities lies in [-1, 1]; the X and DR second stages
+            # regress imputed effects and AIPW pseudo-outcomes (as large as 1 / propensity),
+            # which can step outside it (up to ±1.8 on a 4,000-user shop).
+            uplift = np.clip(uplift, -1.0, 1.0)
+        return uplift
 
     @abstractmethod
     def _uplift(self, x: np.ndarray) -> np.ndarray: ...
