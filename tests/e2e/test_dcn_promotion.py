@@ -6,7 +6,6 @@ champion alias whichever flavor holds it."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,16 +19,21 @@ from flashsale_ml.registry import AGAINST_TAG, DECISION_TAG, FITTED_ON_TAG, read
 from flashsale_ml.simulation import SimulationConfig, simulate
 from flashsale_ml.storage import open_store
 from flashsale_ml.validation import validate_snapshot
+from tests.e2e.promotion_helpers import (
+    FLAVOR_TAG,
+    KIND_TAG,
+    RUN_DECISION_TAG,
+    TEST_CAMPAIGNS_TAG,
+    assert_gate_lines,
+    client,
+    logged_decision,
+    use_cli_environment,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PREFIX = "dcn"
 NAME = f"{PREFIX}-propensity"
-FLAVOR_TAG = "flashsale.model_flavor"
-KIND_TAG = "flashsale.model_kind"
-TEST_CAMPAIGNS_TAG = "flashsale.test_campaigns"
-RUN_DECISION_TAG = "flashsale.promotion.decision"
-FIRST_MODEL_LINE = "first model of this kind: absolute gates passed"
 # Every gate a propensity decision can report (flashsale_ml.promotion.decision).
 GATES = (
     "holdout",
@@ -40,13 +44,6 @@ GATES = (
     "primary",
     "calibration",
     "segments",
-)
-# What `flashsale` sets for itself when the user has not (it would outlive the test).
-CLI_DEFAULTED_ENV = (
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT",
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
 )
 
 
@@ -82,48 +79,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> dict:
         }
 
 
-def client(settings: Settings):
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    return mlflow.MlflowClient()
-
-
-def logged_decision(settings: Settings, run_id: str, work: Path) -> dict:
-    """The ``promotion/decision.json`` a ``promote_model`` run logged (every gate, passed or
-    not), with its gates keyed by name."""
-    path = client(settings).download_artifacts(run_id, "promotion/decision.json", str(work))
-    decision = json.loads(Path(path).read_text())
-    decision["by_gate"] = {gate["name"]: gate for gate in decision["gates"]}
-    return decision
-
-
-def assert_gate_lines(reasons: list[str], promoted: bool, first_model: bool) -> None:
-    assert isinstance(reasons, list) and reasons, reasons
-    lines = reasons[1:] if promoted and first_model else reasons
-    if promoted and first_model:
-        assert reasons[0] == FIRST_MODEL_LINE, reasons
-    for line in lines:
-        assert line.split(":", 1)[0] in GATES, (line, reasons)
-
-
 def test_a_dcn_trained_through_the_cli_is_registered_and_judged(
     stack: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     from flashsale_ml.cli import main
 
     settings: Settings = stack["settings"]
-    for key, value in {
-        "FLASHSALE_HOME": str(settings.home),
-        "FLASHSALE_STORAGE_ROOT": settings.lake_uri,
-        "FLASHSALE_MLFLOW_TRACKING_URI": settings.tracking_uri,
-        "FLASHSALE_REGISTERED_MODEL_PREFIX": PREFIX,
-        "FLASHSALE_SEED": str(settings.seed),
-    }.items():
-        monkeypatch.setenv(key, value)
-    for key in CLI_DEFAULTED_ENV:  # absent as in a fresh shell; restored after the test
-        monkeypatch.setenv(key, "")
-        monkeypatch.delenv(key)
+    use_cli_environment(monkeypatch, settings, PREFIX)
     capsys.readouterr()
 
     code = main(
@@ -168,7 +130,7 @@ def test_a_dcn_trained_through_the_cli_is_registered_and_judged(
     assert "error" not in promotion, promotion
     assert isinstance(promotion["promoted"], bool), promotion
     assert promotion["version"] == version and promotion["against"] is None  # first of its kind
-    assert_gate_lines(promotion["reasons"], promotion["promoted"], first_model=True)
+    assert_gate_lines_of(promotion["reasons"], promotion["promoted"], first_model=True)
     # Scored with its own flavor's predictor on the newest sale, which it never saw.
     decision = logged_decision(settings, promotion["decision_run_id"], stack["work"])
     holdout = decision["by_gate"]["holdout"]
@@ -228,7 +190,7 @@ def test_lightgbm_and_dcn_versions_are_judged_against_each_other(stack: dict) ->
     stack["versions"]["comparison"] = comparison
 
     assert "error" not in comparison and isinstance(comparison["promoted"], bool), comparison
-    assert_gate_lines(comparison["reasons"], comparison["promoted"], first_model=False)
+    assert_gate_lines_of(comparison["reasons"], comparison["promoted"], first_model=False)
     # The paired bootstrap ran across flavors: both models scored on the same holdout rows.
     assert (
         comparison["difference_ci_low"]
@@ -282,3 +244,7 @@ def test_the_champion_alias_scores_raw_features_whatever_its_flavor(stack: dict)
         assert np.all((direct > 0.0) & (direct < 1.0)), (flavor, direct.min(), direct.max())
         if version == champion:
             np.testing.assert_allclose(direct, scores)
+
+
+def assert_gate_lines_of(reasons: list[str], promoted: bool, first_model: bool) -> None:
+    assert_gate_lines(reasons, promoted, first_model, GATES)

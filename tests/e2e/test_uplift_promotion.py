@@ -6,7 +6,6 @@ champion alias serving per-arm uplifts of raw feature rows."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,26 +19,25 @@ from flashsale_ml.registry import AGAINST_TAG, DECISION_TAG, FITTED_ON_TAG, read
 from flashsale_ml.simulation import SimulationConfig, simulate
 from flashsale_ml.storage import open_store
 from flashsale_ml.validation import validate_snapshot
+from tests.e2e.promotion_helpers import (
+    FLAVOR_TAG,
+    KIND_TAG,
+    RUN_DECISION_TAG,
+    TEST_CAMPAIGNS_TAG,
+    assert_gate_lines,
+    client,
+    logged_decision,
+    use_cli_environment,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PREFIX = "upl"
 NAME = f"{PREFIX}-uplift"
 ARMS = ("gift_with_purchase", "pct_discount", "timed_coupon")
-FLAVOR_TAG = "flashsale.model_flavor"
-KIND_TAG = "flashsale.model_kind"
-TEST_CAMPAIGNS_TAG = "flashsale.test_campaigns"
-RUN_DECISION_TAG = "flashsale.promotion.decision"
-FIRST_MODEL_LINE = "first model of this kind: absolute gates passed"
 # Every gate an uplift decision can report (flashsale_ml.promotion.decision; the uplift kind
 # has no challenger-only checks, one no-regression gate and the per-arm segment gate).
 GATES = ("holdout", "data", "behaviour", "absolute", "primary", "calibration", "segments")
-CLI_DEFAULTED_ENV = (
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT",
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
-)
 # A small shop whose purchases follow the true probabilities (no sellouts). With seed 7 the
 # T- and S-learners both have a positive Qini on the newest sale (0.016 and 0.014), so the
 # first version passes the default absolute gate (Qini >= 0) and the second is judged against
@@ -78,47 +76,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> dict:
         }
 
 
-def client(settings: Settings):
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    return mlflow.MlflowClient()
-
-
-def logged_decision(settings: Settings, run_id: str, work: Path) -> dict:
-    path = client(settings).download_artifacts(run_id, "promotion/decision.json", str(work))
-    decision = json.loads(Path(path).read_text())
-    decision["by_gate"] = {gate["name"]: gate for gate in decision["gates"]}
-    return decision
-
-
-def assert_gate_lines(reasons: list[str], promoted: bool, first_model: bool) -> None:
-    assert isinstance(reasons, list) and reasons, reasons
-    lines = reasons[1:] if promoted and first_model else reasons
-    if promoted and first_model:
-        assert reasons[0] == FIRST_MODEL_LINE, reasons
-    for line in lines:
-        assert line.split(":", 1)[0] in GATES, (line, reasons)
-
-
 def test_an_uplift_model_trained_through_the_cli_is_registered_and_judged(
     stack: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     from flashsale_ml.cli import main
 
     settings: Settings = stack["settings"]
-    for key, value in {
-        "FLASHSALE_HOME": str(settings.home),
-        "FLASHSALE_STORAGE_ROOT": settings.lake_uri,
-        "FLASHSALE_MLFLOW_TRACKING_URI": settings.tracking_uri,
-        "FLASHSALE_REGISTERED_MODEL_PREFIX": PREFIX,
-        "FLASHSALE_SEED": str(settings.seed),
-        "FLASHSALE_THREADS": "2",
-    }.items():
-        monkeypatch.setenv(key, value)
-    for key in CLI_DEFAULTED_ENV:
-        monkeypatch.setenv(key, "")
-        monkeypatch.delenv(key)
+    use_cli_environment(monkeypatch, settings, PREFIX)
     capsys.readouterr()
 
     code = main(
@@ -154,7 +118,7 @@ def test_an_uplift_model_trained_through_the_cli_is_registered_and_judged(
     assert "error" not in promotion, promotion
     assert isinstance(promotion["promoted"], bool), promotion
     assert promotion["version"] == version and promotion["against"] is None
-    assert_gate_lines(promotion["reasons"], promotion["promoted"], first_model=True)
+    assert_gate_lines_of(promotion["reasons"], promotion["promoted"], first_model=True)
     decision = logged_decision(settings, promotion["decision_run_id"], stack["work"])
     gates = decision["by_gate"]
     assert set(gates) == {"holdout", "data", "behaviour", "absolute"}, sorted(gates)
@@ -219,7 +183,7 @@ def test_a_second_learner_is_judged_against_the_first_on_qini(stack: dict) -> No
 
     print("champion/challenger decision:", json.dumps(comparison, indent=1))  # shown with -rP
     assert "error" not in comparison and isinstance(comparison["promoted"], bool), comparison
-    assert_gate_lines(comparison["reasons"], comparison["promoted"], first_model=False)
+    assert_gate_lines_of(comparison["reasons"], comparison["promoted"], first_model=False)
     decision = logged_decision(settings, comparison["decision_run_id"], stack["work"])
     gates = decision["by_gate"]
     assert set(GATES) == set(gates), sorted(gates)
@@ -283,3 +247,7 @@ def test_the_champion_alias_scores_per_arm_uplift(stack: dict) -> None:
     np.testing.assert_allclose(best, per_arm.max(axis=1))  # no column: the best arm's uplift
     direct = np.asarray(load_predictor(f"models:/{NAME}/{champion}", settings)(frame))
     np.testing.assert_allclose(direct, best)
+
+
+def assert_gate_lines_of(reasons: list[str], promoted: bool, first_model: bool) -> None:
+    assert_gate_lines(reasons, promoted, first_model, GATES)
