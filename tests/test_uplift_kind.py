@@ -61,6 +61,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "truth": sale_truth,
         "campaigns": [str(c) for c in starts.index],
         "work": work,
+        "raw_uri": world.raw_uri,
     }
 
 
@@ -330,3 +331,33 @@ def test_an_unknown_uplift_gate_is_refused(clean_promotion_env: pytest.MonkeyPat
     clean_promotion_env.setenv("FLASHSALE_PROMOTION__UPLIFT__MIN_QUINI", "0.1")
     with pytest.raises(ValueError, match="min_quini"):
         get_settings()
+
+
+def test_retraining_reads_what_evaluation_measured(shop: dict, trained: dict) -> None:
+    """The loop: `flashsale evaluate` writes each campaign's realized outcomes as a
+    campaign_labels snapshot; the next uplift training reads them and learns the incremental
+    margin per arm. Without them it says which campaigns to evaluate first."""
+    from flashsale_ml import steps
+    from flashsale_ml.tracking import load_pyfunc
+
+    settings = shop["settings"]
+    before = client(settings).get_run(trained["t"]["run_id"]).data.params
+    fitted = shop["campaigns"][:-1]
+    assert before["margin_model.trained"] == "false"
+    assert all(c in before["margin_model.why"] for c in fitted), before["margin_model.why"]
+
+    written = {
+        c: steps.evaluate_campaign(c, shop["raw_uri"], settings=settings)["labels_uri"]
+        for c in fitted
+    }
+    retrained = steps.train_model(shop["features_uri"], "uplift", "t", settings=settings)
+    params = client(settings).get_run(retrained["run_id"]).data.params
+    assert params["margin_model.trained"] == "true"
+    assert {c: params[f"margin_model.labels_snapshots.{c}"] for c in fitted} == written
+
+    scorer = load_pyfunc(retrained["model_uri"]).unwrap_python_model().model
+    rows = newest_rows(shop)
+    margin = scorer.predict_margin(rows)
+    assert margin.shape == (len(rows), len(scorer.arms)) and np.isfinite(margin).all()
+    # margins are money, not probabilities: the learner is the continuous one
+    assert scorer.margin_learner.outcome == "continuous"

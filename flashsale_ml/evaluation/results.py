@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from flashsale_ml.evaluation.effects import CupedResult, Interval
 
 ALL_USERS = "all"
+# The dataset evaluation writes its per-user labels to, and retraining reads them from.
+LABELS_DATASET = "campaign_labels"
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from typing import Any
 
 from flashsale_ml.config import Settings, get_settings
 from flashsale_ml.errors import DataError
+from flashsale_ml.evaluation.results import LABELS_DATASET
 from flashsale_ml.tracking import TAG_PREFIX
 
 log = logging.getLogger(__name__)
 
-LABELS_DATASET = "campaign_labels"
 CAMPAIGN_TAG = f"{TAG_PREFIX}campaign_id"
 
 

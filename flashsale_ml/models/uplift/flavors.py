@@ -32,6 +32,56 @@ def expand_by_arm(rows: pd.DataFrame, arms: tuple[str, ...], control: str) -> pd
     return pd.concat(parts, ignore_index=True)
 
 
+def realized_labels(
+    lake_uri: str, raw_snapshot_id: str | None, campaigns: tuple[str, ...]
+) -> tuple[pd.DataFrame | None, dict[str, str]]:
+    """What evaluation measured for each campaign (``flashsale evaluate`` writes a
+    ``campaign_labels`` snapshot per evaluation): the newest labels of each of ``campaigns``
+    evaluated on the same raw data as the features. Returns the labels of the campaigns found
+    (``campaign_id, user_id, margin``) and campaign -> labels snapshot URI."""
+    import pandas as pd
+
+    from flashsale_ml.datasets import Snapshot, list_snapshots
+    from flashsale_ml.evaluation.results import LABELS_DATASET
+    from flashsale_ml.storage import open_store
+
+    found: dict[str, str] = {}
+    for uri in reversed(list_snapshots(open_store(lake_uri), LABELS_DATASET)):
+        with Snapshot(uri) as snapshot:
+            meta = snapshot.manifest.metadata
+        campaign = meta.get("campaign_id")
+        if (
+            campaign in campaigns
+            and campaign not in found
+            and (raw_snapshot_id is None or meta.get("input_snapshot_id") == raw_snapshot_id)
+        ):
+            found[campaign] = uri
+    parts = []
+    for uri in found.values():
+        with Snapshot(uri) as snapshot:
+            if "margin" in snapshot.manifest.tables["labels"].schema:
+                parts.append(
+                    snapshot.read_pandas("labels", columns=["campaign_id", "user_id", "margin"])
+                )
+    if not parts:
+        return None, found
+    return pd.concat(parts, ignore_index=True), found
+
+
+def incremental_at_k(value, treated, scores, k: float = 0.3) -> float:
+    """Treated minus control mean of a continuous outcome (margin) among the top ``k`` share
+    of rows by predicted uplift: what targeting the top k would have gained per user."""
+    import numpy as np
+
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    top = order[: max(int(k * len(order)), 1)]
+    t = np.asarray(treated)[top] == 1
+    v = np.asarray(value, dtype=float)[top]
+    if not t.any() or t.all():
+        return float("nan")
+    return float(v[t].mean() - v[~t].mean())
+
+
 class UpliftFlavor:
     """A meta-learner fitted on the training campaigns' randomized assignments; evaluated by
     Qini, AUUC, uplift@30 % and decile calibration on the test campaign.
@@ -88,6 +138,9 @@ class UpliftFlavor:
             feature_matrix(fit_rows), arm, fit_rows[LABEL].to_numpy(dtype=float), propensity
         )
         scorer = UpliftScorer(learner, arms)
+        margin_params, margin_metrics = self._fit_margin(
+            request, config, scorer, fit_rows, arm, propensity, test_rows, codes
+        )
 
         holdout = expand_by_arm(test_rows[test_rows["arm"].isin(codes)], arms, CONTROL_ARM)
         scores = scorer.uplift_of(holdout)
@@ -98,6 +151,7 @@ class UpliftFlavor:
         per_arm = arm_qinis(targets, scores, holdout["scored_arm"].to_numpy(), 1)
         test |= {f"qini_{arm}": value for arm, value in per_arm.items()}
         test["rows"] = float(len(test_rows))
+        test |= margin_metrics
         # Budgeted allocation across arms: each test user gets the arm with the best predicted
         # uplift per unit of cost (costs per treated user from the `arm_costs` option; equal
         # by default, which makes it a multi-arm Qini by number of promotions sent).
@@ -121,6 +175,7 @@ class UpliftFlavor:
                 "arms": list(arms),
                 "split": request.split.as_dict(),
                 "rows": {"fit": len(fit_rows), "test": len(test_rows)},
+                "margin_model": margin_params,
             },
             figures={
                 "qini_curves.png": qini_figure(holdout, scores, LABEL, name),
@@ -133,6 +188,59 @@ class UpliftFlavor:
             },
         )
 
+    def _fit_margin(self, request, config, scorer, fit_rows, arm, propensity, test_rows, codes):
+        """The incremental margin per arm, learned from what evaluation measured: the
+        ``campaign_labels`` of the fitted campaigns (margin = revenue − cost of goods over the
+        outcome window). Skipped, and said so in the params, unless every fitted campaign
+        was evaluated on this data."""
+        import numpy as np
+
+        from flashsale_ml.contract import CONTROL_ARM
+        from flashsale_ml.datasets import Snapshot
+        from flashsale_ml.models.uplift.learners import make_learner
+        from flashsale_ml.models.uplift.scorer import feature_matrix
+
+        with Snapshot(request.features_uri) as snapshot:
+            raw_id = snapshot.manifest.metadata.get("input_snapshot_id")
+        fitted = request.split.fitted_campaigns
+        labels, found = realized_labels(
+            request.settings.lake_uri, raw_id, (*fitted, *request.split.test)
+        )
+        missing = [c for c in fitted if c not in found]
+        if labels is None or missing:
+            return {
+                "trained": False,
+                "why": f"no campaign_labels for {missing or list(fitted)}: run flashsale "
+                "evaluate on them to learn the incremental margin",
+            }, {}
+        keys = ["campaign_id", "user_id"]
+        joined = fit_rows[keys].reset_index(drop=True).merge(labels, on=keys, how="left")
+        known = joined["margin"].notna().to_numpy()
+        margin_learner = make_learner(
+            self.name, config.model_copy(update={"outcome": "continuous"})
+        ).fit(
+            feature_matrix(fit_rows.iloc[np.flatnonzero(known)]),
+            arm[known],
+            joined.loc[known, "margin"].to_numpy(dtype=float),
+            propensity[known],
+        )
+        scorer.margin_learner = margin_learner
+        params = {"trained": True, "labels_snapshots": dict(sorted(found.items()))}
+        metrics = {}
+        test_labels = test_rows[keys].merge(labels, on=keys, how="inner")
+        if not test_labels.empty:
+            rows = test_rows.merge(test_labels, on=keys)
+            margin_uplift = scorer.predict_margin(rows)
+            for i, name in enumerate(scorer.arms):
+                in_arm = rows["arm"].isin([name, CONTROL_ARM]).to_numpy()
+                value = incremental_at_k(
+                    rows.loc[in_arm, "margin"],
+                    (rows.loc[in_arm, "arm"] == name).astype(int),
+                    margin_uplift[in_arm, i],
+                )
+                metrics[f"margin_at_30_{name}"] = value
+        return params, metrics
+
     def log_model(self, fitted: FittedModel, run_id: str) -> str:
         from importlib.metadata import version
 
@@ -144,7 +252,11 @@ class UpliftFlavor:
             input_example=example,
             output_example=fitted.model.predict(example),
             pip_requirements=[f"{p}=={version(p)}" for p in PIP_REQUIREMENTS],
-            metadata={"arms": list(fitted.model.arms), "output": "uplift per arm vs control"},
+            metadata={
+                "arms": list(fitted.model.arms),
+                "output": "purchase uplift per arm vs control",
+                "margin_model": fitted.model.margin_learner is not None,
+            },
         )
 
     def predictor(self, model_uri: str) -> Predictor:

@@ -46,15 +46,33 @@ def feature_matrix(frame: pd.DataFrame) -> np.ndarray:
 class UpliftScorer:
     """A fitted meta-learner and the arms its columns stand for.
 
-    ``predict(frame)`` returns the predicted uplift of each promotion arm against control
-    (n × arms, in :attr:`arms` order). It is what MLflow stores (as a pyfunc) and serves.
+    ``predict(frame)`` returns the predicted purchase uplift of each promotion arm against
+    control (n × arms, in :attr:`arms` order); ``predict_margin(frame)`` the incremental
+    margin, where evaluation labels were there to learn it. It is what MLflow stores (as a
+    pyfunc) and serves.
     """
 
     learner: Any
     arms: tuple[str, ...]
+    # Incremental margin per arm, learned from evaluation's labels (None when the fitted
+    # campaigns were not evaluated).
+    margin_learner: Any = None
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.learner.predict_uplift(feature_matrix(frame)), dtype=float)
+
+    def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
+        """Incremental margin per arm (n × arms).
+
+        Raises:
+            ValueError: the model was trained without evaluation labels.
+        """
+        if self.margin_learner is None:
+            raise ValueError(
+                "this uplift model has no margin model: its training campaigns had no "
+                "campaign_labels (run flashsale evaluate on them, then retrain)"
+            )
+        return np.asarray(self.margin_learner.predict_uplift(feature_matrix(frame)), dtype=float)
 
     def uplift_of(self, frame: pd.DataFrame, arm_column: str = "scored_arm") -> np.ndarray:
         """One uplift per row: of the arm named in ``arm_column`` where the frame has it (the
