@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from flashsale_ml.config import Settings
@@ -240,6 +241,41 @@ def test_an_arm_the_campaign_does_not_have_is_refused(shop: Shop, tmp_path: Path
     assert (error.table, error.column) == ("assignments", "arm")
     assert error.rule == "arms are the campaign's control and promotion types"
     assert "assigns users to ['mystery_box']" in str(error)
+
+
+def test_a_campaign_without_a_holdout_is_refused(shop: Shop, tmp_path: Path) -> None:
+    """A holdout share of 0 passes the data contract, but no effect can be measured."""
+    cid = shop.campaign_id
+    raw = shop.tampered(
+        campaigns=f"""
+        SELECT * REPLACE (
+            CASE WHEN campaign_id = '{cid}' THEN 0.0 ELSE holdout_share END AS holdout_share)
+        FROM campaigns
+        """
+    )
+    error = refusal(tmp_path, cid, raw)
+    assert (error.table, error.column) == ("campaigns", "holdout_share")
+    assert "holdout_share 0.0" in str(error)
+
+
+def test_an_arm_without_orders_is_evaluated_without_its_ratio(shop: Shop, tmp_path: Path) -> None:
+    """Nobody in one arm ordered: every effect is still reported; revenue per order, a ratio
+    over that arm's orders, is left out for it instead of failing the evaluation."""
+    cid = shop.campaign_id
+    raw = shop.tampered(
+        orders=f"""
+        SELECT * FROM orders WHERE user_id NOT IN (
+            SELECT user_id FROM assignments WHERE campaign_id = '{cid}' AND arm = 'timed_coupon')
+        """
+    )
+    result = evaluate_step(cid, raw, settings=settings_for(tmp_path))
+    with Snapshot(result["labels_uri"]) as snapshot:
+        labels = snapshot.read_pandas("labels")
+    assert labels[labels.arm == "timed_coupon"].orders.sum() == 0
+    run = evaluation_runs(tmp_path)[0]
+    assert run.data.metrics["conversion.timed_coupon.mean_treated"] == 0.0
+    assert "revenue_per_order.pct_discount.difference" in run.data.metrics
+    assert "revenue_per_order.timed_coupon.difference" not in run.data.metrics
 
 
 def test_an_unknown_campaign_is_refused(shop: Shop, tmp_path: Path) -> None:
@@ -631,3 +667,56 @@ def test_default_simulation_still_has_sellouts(tmp_path: Path) -> None:
     wanted, stock = demand.true_demand_qty, demand.sale_stock - 1
     assert (stock >= np.ceil(0.45 * wanted)).all() and (stock <= np.ceil(1.6 * wanted)).all()
     assert (stock != np.ceil(1000 * wanted)).any()
+
+
+# --- a team's own experiment ------------------------------------------------------------------
+
+
+def _experiment_files(root: Path, repeat: int = 0) -> tuple[Path, Path]:
+    rng = np.random.default_rng(3)
+    n = 3_000
+    customers = [f"c{i}" for i in range(n)]
+    group = rng.choice(["No E-Mail", "Mail"], n)
+    bought = (rng.random(n) < np.where(group == "Mail", 0.12, 0.08)).astype(int)
+    assignments = pd.DataFrame({"customer": customers, "group": group})
+    outcomes = pd.DataFrame({"customer": customers, "bought": bought})
+    if repeat:
+        outcomes = pd.concat([outcomes, outcomes.head(repeat)], ignore_index=True)
+    assignments.to_csv(root / "a.csv", index=False)
+    outcomes.to_csv(root / "o.csv", index=False)
+    return root / "a.csv", root / "o.csv"
+
+
+def test_an_external_experiment_is_evaluated_and_its_bad_files_refused(tmp_path: Path) -> None:
+    from flashsale_ml.loaders import InputFileError
+
+    mapping = {"user_id": "customer", "arm": "group", "conversion": "bought"}
+    settings = settings_for(tmp_path).model_copy(update={"pseudonym_key": "k" * 32})
+    a, o = _experiment_files(tmp_path)
+    result = evaluate_step(
+        "mail-test",
+        assignments=str(a),
+        outcomes=str(o),
+        mapping=mapping,
+        control="No E-Mail",
+        settings=settings,
+    )
+    assert result["srm_p_value"] > 0.001 and result["headline"]
+    with Snapshot(result["labels_uri"]) as snapshot:
+        assert snapshot.manifest.tables["labels"].rows == 3_000
+
+    # a user with two rows of outcomes would count twice: refused before anything is written
+    a, o = _experiment_files(tmp_path, repeat=5)
+    with pytest.raises(InputFileError, match="each user has one row of outcomes") as caught:
+        evaluate_step(
+            "mail-dup", assignments=str(a), outcomes=str(o), mapping=mapping,
+            control="No E-Mail", settings=settings,
+        )  # fmt: skip
+    assert "row 3001: 'c0'" in str(caught.value)
+    with pytest.raises(DataError, match="--holdout-share must lie strictly between 0 and 1"):
+        evaluate_step(
+            "mail-share", assignments=str(a), outcomes=str(o), mapping=mapping,
+            control="No E-Mail", holdout_share=1.0, settings=settings,
+        )  # fmt: skip
+    lake = open_store((tmp_path / "lake").as_uri())
+    assert len(list_snapshots(lake, "experiments")) == 1  # only the good one

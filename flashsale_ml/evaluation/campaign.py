@@ -100,6 +100,21 @@ def campaign_design(con, campaign_id: str) -> CampaignDesign:
             f"(campaigns: {', '.join(known[:20]) or 'none'})"
         )
     start, end, promo_types, holdout_share = row
+    if not promo_types:
+        raise EvaluationIntegrityError(
+            "campaigns",
+            "promo_types",
+            "a campaign has at least one promotion type besides control",
+            f"campaign {campaign_id} has none, so there is nothing to compare with control",
+        )
+    if holdout_share is None or not 0.0 < holdout_share < 1.0:
+        raise EvaluationIntegrityError(
+            "campaigns",
+            "holdout_share",
+            "the control share lies strictly between 0 and 1",
+            f"campaign {campaign_id} has holdout_share {holdout_share}: without a randomized "
+            "holdout no effect can be measured",
+        )
     return CampaignDesign(
         campaign_id, _as_utc(start), _as_utc(end), CONTROL_ARM, tuple(promo_types), holdout_share
     )
@@ -405,7 +420,12 @@ def evaluate_campaign(
         _totals(overall, effects, design, config) if source.kind == "facts" else ((), ())
     )
     if source.kind == "facts":
-        effects += [_revenue_per_order(overall, arm, design.control, config) for arm in design.arms]
+        # revenue per order needs orders on both sides; an arm without any gets no ratio
+        effects += [
+            _revenue_per_order(overall, arm, design.control, config)
+            for arm in design.arms
+            if overall[(arm,)]["orders__sy"] > 0 and overall[(design.control,)]["orders__sy"] > 0
+        ]
     cumulative = _cumulative(con, design, outcome_end, config) if source.kind == "facts" else ()
     evaluation = CampaignEvaluation(
         campaign_id=campaign_id,

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from flashsale_ml.contract import CONTROL_ARM, pseudonymize
+from flashsale_ml.errors import DataError
 from flashsale_ml.loaders import InputFileError, _read_source, _resolve_key
 from flashsale_ml.storage import ObjectStore, open_store
 
@@ -110,6 +111,11 @@ def experiment_snapshot(
     from flashsale_ml.datasets import SnapshotWriter
     from flashsale_ml.loaders import _numbers
 
+    if holdout_share is not None and not 0.0 < holdout_share < 1.0:
+        raise DataError(
+            f"--holdout-share must lie strictly between 0 and 1 (the designed share of "
+            f"control), got {holdout_share}"
+        )
     key = _resolve_key(pseudonym_key)
     with tempfile.TemporaryDirectory(prefix="flashsale-experiment-") as tmp:
         a_path, o_path = _local(assignments, Path(tmp)), _local(outcomes, Path(tmp))
@@ -155,6 +161,15 @@ def experiment_snapshot(
             f"no outcome metric: map one of {list(METRIC_FIELDS)} (e.g. --map conversion=bought)",
         )
     outcome_ids = _ids(o_frame, o_user, o_path, key)
+    repeated = pd.Series(outcome_ids).duplicated(keep="first").to_numpy()
+    if repeated.any():
+        rows = [(int(i) + 1, o_frame[o_user].iloc[i]) for i in np.flatnonzero(repeated)[:5]]
+        raise InputFileError(
+            o_path,
+            "each user has one row of outcomes (a repeated user would count twice)",
+            o_user,
+            rows,
+        )
     unknown = ~np.isin(outcome_ids, user_ids)
     if unknown.any():
         rows = [(int(i) + 1, o_frame[o_user].iloc[i]) for i in np.flatnonzero(unknown)[:5]]

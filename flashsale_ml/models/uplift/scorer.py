@@ -83,14 +83,16 @@ class UpliftScorer:
 def select_arm(
     uplift: np.ndarray, arms: tuple[str, ...], frame: pd.DataFrame, arm_column: str = "scored_arm"
 ) -> np.ndarray:
-    """Each row's uplift for the arm in ``arm_column`` (NaN for an arm the model does not
-    know), or the best arm's where the frame has no such column."""
+    """Each row's uplift for the arm in ``arm_column``, or the best arm's where the frame has
+    no such column. An arm the model was not trained on gets 0: no evidence that it moves
+    anyone, so a plan never prefers it and a promotion holdout ranks its rows as random
+    targeting would (NaN used to crash the Qini of a holdout with a new arm)."""
     uplift = np.asarray(uplift, dtype=float).reshape(len(frame), len(arms))
     if arm_column not in frame.columns:
         return uplift.max(axis=1)
     index = {arm: i for i, arm in enumerate(arms)}
     wanted = np.array([index.get(str(a), -1) for a in frame[arm_column]], dtype=np.int64)
-    out = np.full(len(frame), np.nan)
+    out = np.zeros(len(frame))
     known = wanted >= 0
     out[known] = uplift[np.flatnonzero(known), wanted[known]]
     return out
