@@ -503,45 +503,27 @@ def log_model(
     metadata: Mapping[str, Any] | None = None,
 ) -> str:
     """Log ``model`` with MLflow's ``mlflow.<mlflow_flavor>`` module into the active run, with
-    a signature inferred from the examples; tag the run with the model URI; return it."""
+    a signature inferred from the examples; tag the run with the model URI; return it.
+
+    ``mlflow_flavor="pyfunc"`` logs any picklable object with a ``predict(frame) -> array``
+    method as a pyfunc model (for models no MLflow flavor covers, e.g. a meta-learner made of
+    several boosters).
+    """
     import importlib
 
     import mlflow
     from mlflow.models import infer_signature
 
     module = importlib.import_module(f"mlflow.{mlflow_flavor}")
+    model_args = {"python_model": _DelegatingModel(model)} if mlflow_flavor == "pyfunc" else {}
     info = module.log_model(
-        model,
+        *(() if model_args else (model,)),
         name="model",
         signature=infer_signature(input_example, output_example),
         input_example=input_example,
         pip_requirements=pip_requirements,
         metadata=dict(metadata or {}),
-    )
-    mlflow.set_tag(f"{TAG_PREFIX}model_uri", info.model_uri)
-    return info.model_uri
-
-
-def log_python_model(
-    model: Any,
-    input_example: Any,
-    output_example: Any,
-    pip_requirements: list[str],
-    metadata: Mapping[str, Any] | None = None,
-) -> str:
-    """Log any picklable object with a ``predict(frame) -> array`` method as an MLflow pyfunc
-    model into the active run (for models no MLflow flavor covers, e.g. a meta-learner made of
-    several boosters); tag the run with the model URI; return it."""
-    import mlflow
-    from mlflow.models import infer_signature
-
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=_DelegatingModel(model),
-        signature=infer_signature(input_example, output_example),
-        input_example=input_example,
-        pip_requirements=pip_requirements,
-        metadata=dict(metadata or {}),
+        **model_args,
     )
     mlflow.set_tag(f"{TAG_PREFIX}model_uri", info.model_uri)
     return info.model_uri

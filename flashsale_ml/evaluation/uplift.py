@@ -246,6 +246,30 @@ def qini_curve(
     return QiniCurve(fraction, values, fraction * values[-1], len(y_arr))
 
 
+def _area(
+    y: ArrayLike,
+    treated: ArrayLike,
+    scores: ArrayLike,
+    normalized: bool,
+    curve,
+    perfect_scores,
+    name: str,
+) -> float:
+    """Area of ``curve`` (:meth:`_RankedUplift.qini` or :meth:`_RankedUplift.uplift`) above
+    random targeting, normalized by the area of the ranking ``perfect_scores`` gives."""
+    y_arr, t_arr, s_arr = _check_uplift_inputs(y, treated, scores)
+    area = _area_above_random(*curve(_RankedUplift(y_arr, t_arr, s_arr)))
+    if not normalized:
+        return area
+    perfect = _area_above_random(*curve(_RankedUplift(y_arr, t_arr, perfect_scores(y_arr, t_arr))))
+    if not perfect > 0:
+        raise ValueError(
+            f"the normalized {name} is undefined: the perfect ranking's curve does not rise "
+            "above the random line (e.g. no responders); use normalized=False"
+        )
+    return area / perfect
+
+
 def qini_coefficient(
     y: ArrayLike, treated: ArrayLike, scores: ArrayLike, normalized: bool = True
 ) -> float:
@@ -279,19 +303,7 @@ def qini_coefficient(
         assessing uplift models", Direct Marketing Analytics Journal (1); scikit-uplift 0.5,
         ``sklift.metrics.qini_auc_score``.
     """
-    y_arr, t_arr, s_arr = _check_uplift_inputs(y, treated, scores)
-    area = _area_above_random(*_RankedUplift(y_arr, t_arr, s_arr).qini())
-    if not normalized:
-        return area
-    perfect = _area_above_random(
-        *_RankedUplift(y_arr, t_arr, _perfect_qini_scores(y_arr, t_arr)).qini()
-    )
-    if not perfect > 0:
-        raise ValueError(
-            "the normalized Qini is undefined: the perfect ranking's Qini curve does not rise "
-            "above the random line (e.g. no responders); use normalized=False"
-        )
-    return area / perfect
+    return _area(y, treated, scores, normalized, _RankedUplift.qini, _perfect_qini_scores, "Qini")
 
 
 def uplift_curve(
@@ -355,19 +367,9 @@ def auuc(y: ArrayLike, treated: ArrayLike, scores: ArrayLike, normalized: bool =
         multiple treatments", Knowledge and Information Systems 32(2); scikit-uplift 0.5,
         ``sklift.metrics.uplift_auc_score``.
     """
-    y_arr, t_arr, s_arr = _check_uplift_inputs(y, treated, scores)
-    area = _area_above_random(*_RankedUplift(y_arr, t_arr, s_arr).uplift())
-    if not normalized:
-        return area
-    perfect = _area_above_random(
-        *_RankedUplift(y_arr, t_arr, _perfect_uplift_scores(y_arr, t_arr)).uplift()
+    return _area(
+        y, treated, scores, normalized, _RankedUplift.uplift, _perfect_uplift_scores, "AUUC"
     )
-    if not perfect > 0:
-        raise ValueError(
-            "the normalized AUUC is undefined: the perfect ranking's uplift curve does not "
-            "rise above the random line (e.g. no responders); use normalized=False"
-        )
-    return area / perfect
 
 
 def uplift_at_k(

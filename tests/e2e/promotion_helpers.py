@@ -3,8 +3,9 @@ decision a ``promote_model`` run logged, and the shape of a decision's reasons."
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,46 @@ CLI_DEFAULTED_ENV = (
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
 )
+
+
+@contextlib.contextmanager
+def promotion_stack(work: Path, shop, prefix: str, **settings_fields) -> Iterator[dict]:
+    """A real MLflow server and a validated feature snapshot of a simulated ``shop`` (a
+    ``SimulationConfig``): settings, features, the newest campaign and its rows (found from
+    the rows, independently of the training split's own planning), and a ``versions`` dict
+    the tests of a module fill in order."""
+    from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.devstack import MlflowServer
+    from flashsale_ml.features import build_features
+    from flashsale_ml.simulation import simulate
+    from flashsale_ml.storage import open_store
+    from flashsale_ml.validation import validate_snapshot
+
+    lake_uri = (work / "lake").as_uri()
+    with MlflowServer(work, work / "mlflow.db", str(work / "artifacts")) as server:
+        settings = Settings(
+            home=work / "home",
+            storage_root=lake_uri,
+            mlflow_tracking_uri=server.url,
+            registered_model_prefix=prefix,
+            **settings_fields,
+        )
+        world = simulate(shop, open_store(lake_uri))
+        validate_snapshot(world.raw_uri, settings=settings)  # the promotion's data gate
+        features_uri = build_features(world.raw_uri, open_store(lake_uri))
+        with Snapshot(features_uri) as snapshot:
+            frame = snapshot.read_pandas("propensity")
+        starts = frame.groupby("campaign_id")["as_of"].min().sort_values()
+        assert len(starts) >= 3, starts  # train, early-stop and newest (holdout) sales
+        newest = str(starts.index[-1])
+        yield {
+            "settings": settings,
+            "features_uri": features_uri,
+            "newest": newest,
+            "newest_rows": frame[frame["campaign_id"] == newest].reset_index(drop=True),
+            "work": work,
+            "versions": {},
+        }
 
 
 def use_cli_environment(monkeypatch: pytest.MonkeyPatch, settings: Settings, prefix: str) -> None:

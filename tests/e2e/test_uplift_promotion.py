@@ -12,13 +12,8 @@ import pandas as pd
 import pytest
 
 from flashsale_ml.config import Settings
-from flashsale_ml.datasets import Snapshot
-from flashsale_ml.devstack import MlflowServer
-from flashsale_ml.features import build_features
 from flashsale_ml.registry import AGAINST_TAG, DECISION_TAG, FITTED_ON_TAG, read_state
-from flashsale_ml.simulation import SimulationConfig, simulate
-from flashsale_ml.storage import open_store
-from flashsale_ml.validation import validate_snapshot
+from flashsale_ml.simulation import SimulationConfig
 from tests.e2e.promotion_helpers import (
     FLAVOR_TAG,
     KIND_TAG,
@@ -27,6 +22,7 @@ from tests.e2e.promotion_helpers import (
     assert_gate_lines,
     client,
     logged_decision,
+    promotion_stack,
     use_cli_environment,
 )
 
@@ -49,31 +45,8 @@ SHOP = SimulationConfig(users=4_000, days=35, seed=7, sale_stock_factor=1000)
 def stack(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A real MLflow server and a validated feature snapshot of a small simulated shop."""
     work = tmp_path_factory.mktemp("uplift")
-    lake_uri = (work / "lake").as_uri()
-    with MlflowServer(work, work / "mlflow.db", str(work / "artifacts")) as server:
-        settings = Settings(
-            home=work / "home",
-            storage_root=lake_uri,
-            mlflow_tracking_uri=server.url,
-            registered_model_prefix=PREFIX,
-            threads=2,
-        )
-        world = simulate(SHOP, open_store(lake_uri))
-        validate_snapshot(world.raw_uri, settings=settings)  # the promotion's data gate
-        features_uri = build_features(world.raw_uri, open_store(lake_uri))
-        with Snapshot(features_uri) as snapshot:
-            frame = snapshot.read_pandas("propensity")
-        starts = frame.groupby("campaign_id")["as_of"].min().sort_values()
-        assert len(starts) >= 3, starts
-        newest = str(starts.index[-1])
-        yield {
-            "settings": settings,
-            "features_uri": features_uri,
-            "newest": newest,
-            "newest_rows": frame[frame["campaign_id"] == newest].reset_index(drop=True),
-            "work": work,
-            "versions": {},
-        }
+    with promotion_stack(work, SHOP, PREFIX, threads=2) as prepared:
+        yield prepared
 
 
 def test_an_uplift_model_trained_through_the_cli_is_registered_and_judged(

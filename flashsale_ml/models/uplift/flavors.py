@@ -244,10 +244,11 @@ class UpliftFlavor:
     def log_model(self, fitted: FittedModel, run_id: str) -> str:
         from importlib.metadata import version
 
-        from flashsale_ml.tracking import log_python_model
+        from flashsale_ml.tracking import log_model
 
         example = fitted.summary.pop("input_example")
-        return log_python_model(
+        return log_model(
+            self.library,
             fitted.model,
             input_example=example,
             output_example=fitted.model.predict(example),
