@@ -223,6 +223,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """A campaign plan within its budget, with a randomized holdout (spec checks first)."""
+    from flashsale_ml import steps
+
+    result = steps.plan_campaign(
+        args.campaign, args.data, out_uri=args.out, campaign_id=args.campaign_id
+    )
+    summary = result.pop("summary_md")
+    _print(result)
+    if args.show_summary:
+        print(summary)
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     """Remove what crashed writers left in the lake (never a committed snapshot)."""
     from datetime import timedelta
@@ -539,6 +553,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="designed share of control (default: equal shares)",
     )
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("plan", help="assign promotions within a budget, with a randomized holdout")
+    p.add_argument("--campaign", required=True, help="the campaign spec (JSON or YAML file)")
+    p.add_argument(
+        "--data",
+        required=True,
+        type=_snapshot_ref,
+        help="raw snapshot URI to score on (.../datasets/raw/latest: the newest)",
+    )
+    p.add_argument("--out", default=None, help="the plan folder (default: <lake>/plans/<id>)")
+    p.add_argument(
+        "--campaign-id",
+        default=None,
+        help="the campaign you mean to plan; refused if the spec names another",
+    )
+    p.add_argument("--show-summary", action="store_true", help="print the Markdown summary as well")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("pipeline", help="run all training steps in-process (no Airflow)")
     p.add_argument("--users", type=int, default=None)

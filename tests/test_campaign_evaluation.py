@@ -28,7 +28,7 @@ from flashsale_ml.evaluation.campaign import evaluate_campaign as evaluate_core
 from flashsale_ml.evaluation.integrity import EvaluationIntegrityError
 from flashsale_ml.evaluation.settings import EvaluationConfig
 from flashsale_ml.simulation import SimulationConfig, simulate
-from flashsale_ml.steps.evaluation import CAMPAIGN_TAG, LABELS_DATASET, _data_as_of
+from flashsale_ml.steps.evaluation import CAMPAIGN_TAG, LABELS_DATASET, data_as_of
 from flashsale_ml.steps.evaluation import evaluate_campaign as evaluate_step
 from flashsale_ml.storage import ObjectStore, open_store
 from flashsale_ml.tracking import TAG_PREFIX
@@ -335,7 +335,7 @@ def hillstrom(tmp_path_factory: pytest.TempPathFactory):
                 0,
                 raw,
                 snapshot.snapshot_id,
-                _data_as_of(snapshot, con),
+                data_as_of(snapshot, con),
                 set(snapshot.tables),
             )
             labels = labels.to_table()  # read while the connection is open
@@ -562,7 +562,7 @@ def truth_case(seed: int, root: Path, users: int = 1_500, days: int = 14) -> lis
                 seed,
                 result.raw_uri,
                 raw.snapshot_id,
-                _data_as_of(raw, con),
+                data_as_of(raw, con),
                 set(raw.tables),
             )
             for arm in evaluation.arms:

@@ -34,6 +34,9 @@ class Cutoff:
     campaign_id: str | None  # None: no campaign, population = all accounts that exist
     as_of: datetime
     label_end: datetime
+    # A campaign being planned has no assignments yet: its population is every account that
+    # exists at its start, as without a campaign, but its sale features are the campaign's.
+    everyone: bool = False
 
 
 def connect(
@@ -174,6 +177,7 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
 
     params = {
         "cid": cutoff.campaign_id,
+        "everyone": cutoff.everyone,
         "as_of": cutoff.as_of,
         "label_end": cutoff.label_end,
         "holiday": days_to_next_holiday(cutoff.as_of),
@@ -181,10 +185,11 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
     prepare_cutoff(con, cutoff)
     sql = f"""
     WITH pop AS (  -- the campaign's randomized population, or every account that exists
-        SELECT a.user_id, a.arm FROM assignments a WHERE a.campaign_id = $cid::VARCHAR
+        SELECT a.user_id, a.arm FROM assignments a
+        WHERE a.campaign_id = $cid::VARCHAR AND NOT $everyone::BOOLEAN
         UNION ALL
         SELECT user_id, NULL::VARCHAR AS arm FROM users
-        WHERE $cid::VARCHAR IS NULL AND signup_ts < $as_of
+        WHERE ($cid::VARCHAR IS NULL OR $everyone::BOOLEAN) AND signup_ts < $as_of
     ),
     sale AS (
         SELECT * FROM campaigns WHERE campaign_id = $cid::VARCHAR

@@ -58,6 +58,19 @@ def get_flavor(kind: str, flavor: str | None = None) -> Flavor:
     return model_kind.flavors[name]
 
 
+def kind_for_plan_role(role: str) -> ModelKind:
+    """The one kind whose champion planning uses for ``role`` (see ``base.PLAN_ROLES``).
+
+    Raises:
+        ValueError: no kind, or more than one, serves that role.
+    """
+    serving = [kind for kind in _load_kinds().values() if kind.plan_role == role]
+    if len(serving) != 1:
+        names = [kind.name for kind in serving]
+        raise ValueError(f"planning needs exactly one model kind for {role!r}, found {names}")
+    return serving[0]
+
+
 def training_branches() -> tuple[TrainingBranch, ...]:
     """Every kind's training-pipeline branches: what the DAG and ``flashsale pipeline`` train
     after building features."""

@@ -25,6 +25,13 @@ if TYPE_CHECKING:
     from flashsale_ml.promotion.gates import CheckResult, GateSpec
     from flashsale_ml.training.splits import CampaignSplit
 
+# What campaign planning asks the champions for: each user's purchase probability (scored with
+# the arm ``control``) and each promotion's incremental purchase probability (scored per arm,
+# the arm named in the frame's ``scored_arm`` column).
+PURCHASE_PROBABILITY = "purchase_probability"
+PURCHASE_UPLIFT = "purchase_uplift"
+PLAN_ROLES = (PURCHASE_PROBABILITY, PURCHASE_UPLIFT)
+
 # The kind's raw feature frame in, one prediction per row out (probabilities, uplifts...).
 Predictor = Callable[["pd.DataFrame"], "np.ndarray"]
 
@@ -140,6 +147,8 @@ class ModelKind(Protocol):
             runs view), the most important first.
         accountable_for: the campaign outcome its predictions are checked against after a
             sale (``conversion``), or None.
+        plan_role: what campaign planning uses its champion for (one of
+            :data:`PLAN_ROLES`), or None.
     """
 
     name: str
@@ -152,6 +161,7 @@ class ModelKind(Protocol):
     pipeline_branches: tuple[TrainingBranch, ...]
     headline_metrics: tuple[str, ...]
     accountable_for: str | None
+    plan_role: str | None
 
     def select_holdout(self, frame: pd.DataFrame) -> HoldoutSelection:
         """The newest campaign's rows of the kind's feature table, in a fixed order."""

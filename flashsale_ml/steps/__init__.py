@@ -2,14 +2,15 @@
 
 These are what Airflow tasks and the ``flashsale`` CLI call, organised by workflow:
 :mod:`.data` (simulate or ingest, validate, build features), :mod:`.training` (train,
-register, promote, and the whole pipeline in-process) and :mod:`.evaluation` (what a campaign
-caused). Each step reads settings from the
+register, promote, and the whole pipeline in-process), :mod:`.planning` (a campaign's plan)
+and :mod:`.evaluation` (what a campaign caused). Each step reads settings from the
 environment unless given some, records what it did on an MLflow run nested under the
 pipeline's run, and hands the next step a URI instead of data.
 """
 
 from flashsale_ml.steps.data import build_features, generate_data, validate_data
 from flashsale_ml.steps.evaluation import evaluate_campaign
+from flashsale_ml.steps.planning import plan_campaign
 from flashsale_ml.steps.training import (
     finish_pipeline,
     promote_model,
@@ -25,6 +26,7 @@ __all__ = [
     "evaluate_campaign",
     "finish_pipeline",
     "generate_data",
+    "plan_campaign",
     "promote_model",
     "register_model",
     "run_pipeline",

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 CAMPAIGN_TAG = f"{TAG_PREFIX}campaign_id"
 
 
-def _data_as_of(snapshot, con) -> datetime | None:
+def data_as_of(snapshot, con) -> datetime | None:
     """When the data was extracted: the snapshot's ``data_as_of`` (the simulator records it),
     else the newest order (ingested data)."""
     recorded = snapshot.manifest.metadata.get("data_as_of")
@@ -237,7 +237,7 @@ def evaluate_campaign(
             settings.seed,
             data_uri,
             snapshot.snapshot_id,
-            _data_as_of(snapshot, con),
+            data_as_of(snapshot, con),
             set(snapshot.tables),
         )
         calibrations, notes = _model_calibration(settings, data_uri, campaign_id, labels)

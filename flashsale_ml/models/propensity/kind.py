@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flashsale_ml.features.columns import LABEL, PROPENSITY_TABLE
-from flashsale_ml.models.base import HoldoutSelection, Predictor, TrainingBranch
+from flashsale_ml.models.base import (
+    PURCHASE_PROBABILITY,
+    HoldoutSelection,
+    Predictor,
+    TrainingBranch,
+)
 from flashsale_ml.models.propensity.flavors import DcnFlavor, LgbmFlavor
 from flashsale_ml.models.propensity.gates import PropensityGates, propensity_metrics
 
@@ -36,6 +41,7 @@ class PropensityKind:
     # After a sale, evaluation compares its purchase probabilities with who bought while the
     # sale ran (its label window), not in the longer outcome window.
     accountable_for = "sale_conversion"
+    plan_role = PURCHASE_PROBABILITY
     headline_metrics = ("test_auc", "test_ece", "test_mean_prediction", "test_positive_rate")
     # The training pipeline trains LightGBM (registered, judged for promotion) and, beside it,
     # the deep model (logged for comparison; `flashsale train --flavor dcn --promote` judges

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flashsale_ml.features.columns import LABEL, PROPENSITY_TABLE
-from flashsale_ml.models.base import HoldoutSelection, Predictor
+from flashsale_ml.models.base import PURCHASE_UPLIFT, HoldoutSelection, Predictor
 from flashsale_ml.models.uplift.flavors import UpliftFlavor
 from flashsale_ml.models.uplift.gates import UpliftGates, uplift_metrics
 
@@ -35,6 +35,7 @@ class UpliftKind:
     pipeline_branches = ()
     headline_metrics = ("test_qini", "test_uplift_at_30", "test_uplift_calibration_error")
     accountable_for = None
+    plan_role = PURCHASE_UPLIFT
 
     def __init__(self) -> None:
         self.flavors = {name: UpliftFlavor(name) for name in ("dr", "x", "t", "s")}

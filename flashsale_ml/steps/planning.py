@@ -1,0 +1,458 @@
+"""Planning step: a campaign spec and a raw snapshot in, a committed plan folder and one MLflow
+run out.
+
+Order of work: the spec's own checks, then the checks against the data, all before any model
+is loaded; then the champions (by alias) score every account on its point-in-time features as
+of the campaign's start, the plan is solved (:mod:`flashsale_ml.planning.plan`), and the plan
+folder is committed atomically (:mod:`flashsale_ml.planning.output`) inside an MLflow run
+tagged with the campaign and the model versions used.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flashsale_ml.config import Settings, get_settings
+from flashsale_ml.errors import DataError
+from flashsale_ml.steps.evaluation import CAMPAIGN_TAG
+from flashsale_ml.tracking import TAG_PREFIX
+
+if TYPE_CHECKING:
+    import duckdb
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from flashsale_ml.planning.plan import Candidates, Economics, Interval, Plan
+    from flashsale_ml.planning.spec import CampaignSpec
+
+log = logging.getLogger(__name__)
+
+PLAN_DIGEST_TAG = f"{TAG_PREFIX}plan_digest"
+
+
+def _catalogue_facts(con: duckdb.DuckDBPyConnection) -> tuple[set[int], list[str]]:
+    skus = {row[0] for row in con.execute("SELECT item_id FROM items").fetchall()}
+    campaigns = [row[0] for row in con.execute("SELECT campaign_id FROM campaigns").fetchall()]
+    return skus, campaigns
+
+
+def economics_at(con: duckdb.DuckDBPyConnection, spec: CampaignSpec, depth: float) -> Economics:
+    """What one order of the sale is worth at ``depth``: the mean discounted price and margin
+    of the SKUs on sale, times the mean quantity of a completed order line in the data.
+
+    Raises:
+        DataError: no SKU on sale has a cost, so no margin can be computed.
+    """
+    from flashsale_ml.planning.plan import Economics
+
+    skus = list(spec.skus)
+    price, known_share = con.execute(
+        """
+        SELECT avg(list_price),
+            (SELECT median(cost / list_price) FROM items WHERE cost IS NOT NULL)
+        FROM items WHERE item_id IN (SELECT unnest($skus::BIGINT[]))
+        """,
+        {"skus": skus},
+    ).fetchone()
+    if known_share is None:
+        raise DataError(
+            "table 'items', column 'cost': null for every SKU, so the plan cannot value an "
+            "order's margin; ingest unit costs first"
+        )
+    # SKUs without a cost are costed at the catalogue's median cost share.
+    mean_cost = con.execute(
+        """
+        SELECT avg(coalesce(cost, list_price * $share)) FROM items
+        WHERE item_id IN (SELECT unnest($skus::BIGINT[]))
+        """,
+        {"skus": skus, "share": known_share},
+    ).fetchone()[0]
+    qty = con.execute("SELECT avg(qty) FROM orders WHERE status = 'completed'").fetchone()[0] or 1.0
+    revenue = float(price) * (1.0 - depth) * float(qty)
+    margin = (float(price) * (1.0 - depth) - float(mean_cost)) * float(qty)
+    return Economics(
+        discount_depth=depth,
+        order_revenue=revenue,
+        order_margin=margin,
+        unit_costs=dict(spec.promotions),
+    )
+
+
+def planned_features(con: duckdb.DuckDBPyConnection, spec: CampaignSpec, depth: float) -> pa.Table:
+    """Every account's point-in-time features as of the spec's start, with the spec's sale as
+    the campaign (its SKUs, window and depth), from the same SQL training used."""
+    import pyarrow as pa
+
+    from flashsale_ml.contract import conform
+    from flashsale_ml.features.sql import Cutoff, propensity_features
+
+    planned = conform(
+        "campaigns",
+        pa.table(
+            {
+                "campaign_id": [spec.campaign_id],
+                "start_ts": [spec.start],
+                "end_ts": [spec.end],
+                "item_ids": [list(spec.skus)],
+                "promo_types": [list(spec.promotions)],
+                "discount_depth": [depth],
+                "budget": [spec.budget],
+                "holdout_share": [spec.holdout_fraction],
+            }
+        ),
+    )
+    con.register("planned_campaign", planned)
+    con.execute("CREATE OR REPLACE TEMP VIEW campaigns AS SELECT * FROM planned_campaign")
+    try:
+        return propensity_features(
+            con, Cutoff(spec.campaign_id, spec.start, spec.end, everyone=True)
+        )
+    finally:
+        con.execute("DROP VIEW campaigns")
+        con.unregister("planned_campaign")
+
+
+def _segments_and_bots(frame: pd.DataFrame, spec: CampaignSpec) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    from flashsale_ml.evaluation.segments import value_tiers
+
+    segment = value_tiers(frame["revenue_all"].to_numpy(dtype=float)).astype(str)
+    # The bot rule: an account seen on a device shared by more accounts than a household has.
+    bots = frame["accounts_per_device"].to_numpy() > spec.exclusions.max_accounts_per_device
+    if not spec.exclusions.bots:
+        bots = np.zeros(len(frame), dtype=bool)
+    return segment, bots
+
+
+def score_candidates(
+    frame: pd.DataFrame, spec: CampaignSpec, scorers: dict[str, Any]
+) -> Candidates:
+    """Score every account with the purchase-probability and uplift champions."""
+    import numpy as np
+
+    from flashsale_ml.contract import CONTROL_ARM
+    from flashsale_ml.models.base import PURCHASE_PROBABILITY, PURCHASE_UPLIFT
+    from flashsale_ml.planning.plan import Candidates
+
+    arms = tuple(spec.promotions)
+    p_control = scorers[PURCHASE_PROBABILITY].score(frame.assign(arm=CONTROL_ARM)).scores
+    uplift = np.column_stack(
+        [scorers[PURCHASE_UPLIFT].score(frame.assign(scored_arm=arm)).scores for arm in arms]
+    )
+    segment, bots = _segments_and_bots(frame, spec)
+    users = frame["user_id"].to_numpy(dtype=np.int64)
+    return Candidates(
+        user_ids=users,
+        segment=segment,
+        is_bot=bots,
+        excluded=np.isin(users, np.asarray(spec.exclusions.user_ids, dtype=np.int64)),
+        p_control=np.asarray(p_control, dtype=float),
+        uplift=np.asarray(uplift, dtype=float).reshape(len(frame), len(arms)),
+        arms=arms,
+    )
+
+
+def model_error_ratio(
+    con: duckdb.DuckDBPyConnection, uplift_scorer: Any, seed: int, resamples: int = 400
+) -> tuple[Interval | None, str | None]:
+    """Realized over predicted uplift of the uplift champion on the latest past campaign with
+    a control arm, with a 90 % bootstrap interval over users: how far the model's predictions
+    were off the last time they could be checked. None when no campaign can be scored.
+
+    Returns:
+        (the ratio, the campaign it was measured on)
+    """
+    import numpy as np
+
+    from flashsale_ml.contract import CONTROL_ARM
+    from flashsale_ml.features.columns import LABEL
+    from flashsale_ml.features.sql import cutoffs_from_campaigns, propensity_features
+    from flashsale_ml.planning.plan import Interval
+
+    with_control = {
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT campaign_id FROM assignments WHERE arm = ?", [CONTROL_ARM]
+        ).fetchall()
+    }
+    past = [c for c in cutoffs_from_campaigns(con) if c.campaign_id in with_control]
+    if not past:
+        return None, None
+    cutoff = past[-1]
+    frame = propensity_features(con, cutoff).to_pandas()
+    treated = frame["arm"] != CONTROL_ARM
+    if treated.sum() == 0 or (~treated).sum() == 0:
+        return None, None
+    predicted = np.zeros(len(frame))
+    predicted[treated.to_numpy()] = uplift_scorer.score(
+        frame[treated].assign(scored_arm=frame.loc[treated, "arm"])
+    ).scores
+    y = frame[LABEL].to_numpy(dtype=float)
+    t = treated.to_numpy()
+    rng = np.random.default_rng(seed)
+
+    def ratio(rows_t: np.ndarray, rows_c: np.ndarray) -> float:
+        expected = predicted[rows_t].mean()
+        return (y[rows_t].mean() - y[rows_c].mean()) / expected if expected > 0 else np.nan
+
+    idx_t, idx_c = np.flatnonzero(t), np.flatnonzero(~t)
+    estimate = ratio(idx_t, idx_c)
+    if not np.isfinite(estimate):
+        return None, cutoff.campaign_id
+    draws = np.array(
+        [
+            ratio(rng.choice(idx_t, idx_t.size), rng.choice(idx_c, idx_c.size))
+            for _ in range(resamples)
+        ]
+    )
+    draws = draws[np.isfinite(draws)]
+    low, high = np.quantile(draws, [0.05, 0.95])
+    return Interval(float(estimate), float(low), float(high)), cutoff.campaign_id
+
+
+def _tables(plan: Plan, spec: CampaignSpec) -> dict[str, pa.Table]:
+    import numpy as np
+    import pyarrow as pa
+
+    from flashsale_ml.contract import conform
+
+    n, k = plan.values.shape
+    targeting = pa.table(
+        {
+            "campaign_id": pa.array([spec.campaign_id] * n, pa.string()),
+            "user_id": pa.array(plan.user_ids, pa.int64()),
+            "segment": pa.array(plan.segment.astype(str), pa.string()),
+            "role": pa.array(plan.role.astype(str), pa.string()),
+            "arm": pa.array(plan.arm, pa.string()),
+            "expected_value": pa.array(plan.expected_value, pa.float64()),
+            "expected_cost": pa.array(plan.expected_cost, pa.float64()),
+        }
+    )
+    users, arms = plan.assignment_arms()
+    assignments = conform(
+        "assignments",
+        pa.table(
+            {
+                "campaign_id": [spec.campaign_id] * len(users),
+                "user_id": pa.array(users, pa.int64()),
+                "arm": pa.array(arms, pa.string()),
+                "assigned_ts": pa.array([spec.start] * len(users), pa.timestamp("us", "UTC")),
+            }
+        ),
+    )
+    candidates = plan.candidates
+    predictions = pa.table(
+        {
+            "user_id": pa.array(np.repeat(plan.user_ids, k), pa.int64()),
+            "arm": pa.array(np.tile(np.asarray(candidates.arms, dtype=object), n), pa.string()),
+            "p_control": pa.array(np.repeat(candidates.p_control, k), pa.float64()),
+            "uplift": pa.array(candidates.uplift.reshape(-1), pa.float64()),
+            "expected_value": pa.array(plan.values.reshape(-1), pa.float64()),
+            "expected_cost": pa.array(plan.costs.reshape(-1), pa.float64()),
+        }
+    )
+    return {"targeting": targeting, "assignments": assignments, "predictions": predictions}
+
+
+def _summary_dict(plan: Plan) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(plan.summary)
+
+
+def plan_campaign(
+    spec: CampaignSpec | str | Path | dict[str, Any],
+    data_uri: str,
+    out_uri: str | None = None,
+    campaign_id: str | None = None,
+    parent_run_id: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Plan a campaign: who gets which promotion within the budget, with a randomized holdout.
+
+    Args:
+        spec: the campaign spec (a parsed spec, a mapping such as the DAG's form, or a JSON or
+            YAML file).
+        data_uri: the raw snapshot to score on (its as-of time must not be after the start).
+        out_uri: the plan folder (default: ``plans/<campaign_id>`` in the lake).
+        campaign_id: the campaign the caller means; refused when the spec names another.
+        parent_run_id: a pipeline run to nest the planning run under.
+        settings: runtime settings (default from the environment).
+
+    Returns:
+        The plan URI, the MLflow run id, the expected spend and margin, and the models used.
+
+    Raises:
+        SpecError: the spec is invalid or does not fit the data (before any work).
+        RegistryError: a champion the plan needs is not set.
+    """
+    import hashlib
+    import json
+
+    from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.features.sql import connect
+    from flashsale_ml.lineage import code_version
+    from flashsale_ml.models import kind_for_plan_role
+    from flashsale_ml.models.base import PLAN_ROLES, PURCHASE_UPLIFT
+    from flashsale_ml.planning.output import publish_plan
+    from flashsale_ml.planning.plan import plan_campaign as solve
+    from flashsale_ml.planning.spec import CampaignSpec, check_against_data, load_spec, parse_spec
+    from flashsale_ml.planning.summary import render_markdown
+    from flashsale_ml.scoring import AliasScorer
+    from flashsale_ml.steps.evaluation import data_as_of
+    from flashsale_ml.storage import open_store
+    from flashsale_ml.tracking import log_json, log_metrics, log_text, set_tags, step_run
+
+    settings = settings or get_settings()
+    if isinstance(spec, CampaignSpec):
+        parsed = spec
+    elif isinstance(spec, dict):
+        parsed = parse_spec(spec)
+    else:
+        parsed = load_spec(spec)
+    with (
+        Snapshot(data_uri) as snapshot,
+        closing(
+            connect(
+                {t: snapshot.local_files(t) for t in snapshot.tables},
+                memory_limit=settings.duckdb_memory_limit,
+                threads=settings.compute_threads,
+            )
+        ) as con,
+    ):
+        skus, past = _catalogue_facts(con)
+        check_against_data(
+            parsed,
+            data_as_of=data_as_of(snapshot, con),
+            known_skus=skus,
+            campaign_id=campaign_id,
+            past_campaigns=past,
+        )
+        snapshot_id = snapshot.snapshot_id
+        scorers = {
+            role: AliasScorer(kind_for_plan_role(role).name, settings, refresh_interval_s=3600)
+            for role in PLAN_ROLES
+        }
+        # Fails here, before any work, when a champion is missing.
+        models = {
+            kind_for_plan_role(role).name: f"{s.name}/{s.current_version()}"
+            for role, s in scorers.items()
+        }
+        log.info("planning %s with %s", parsed.campaign_id, models)
+        base = planned_features(con, parsed, parsed.discount_depths[0]).to_pandas()
+        log.info("scored population: %s accounts as of %s", f"{len(base):,}", parsed.start)
+        scored: dict[float, tuple[Candidates, Economics]] = {}
+        for depth in parsed.discount_depths:
+            frame = base.assign(discount_depth=depth)
+            scored[depth] = (
+                score_candidates(frame, parsed, scorers),
+                economics_at(con, parsed, depth),
+            )
+        ratio, ratio_campaign = model_error_ratio(con, scorers[PURCHASE_UPLIFT], settings.seed)
+
+    plan = solve(
+        parsed.campaign_id,
+        scored,
+        parsed.budget,
+        parsed.holdout_fraction,
+        parsed.exploration_share,
+        key=f"{settings.pseudonym_key}:{settings.seed}",
+        model_ratio=ratio,
+    )
+    summary_md = render_markdown(
+        plan.summary,
+        f"{parsed.start:%Y-%m-%d %H:%M} UTC",
+        f"{parsed.end:%Y-%m-%d %H:%M} UTC",
+        models,
+        snapshot_id,
+    )
+    digest = hashlib.sha256(
+        json.dumps(
+            {
+                "spec": parsed.canonical_json(),
+                "data": snapshot_id,
+                "models": models,
+                "code": code_version(),
+                "config": settings.config_hash(),
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:16]
+    out_uri = out_uri or open_store(settings.lake_uri).uri(f"plans/{parsed.campaign_id}")
+    document = {
+        "campaign_id": parsed.campaign_id,
+        "spec": parsed.model_dump(mode="json"),
+        "summary": _summary_dict(plan),
+        "models": models,
+        "model_error_measured_on": ratio_campaign,
+        "data_uri": data_uri,
+        "data_snapshot_id": snapshot_id,
+        "code_version": code_version(),
+        "config_hash": settings.config_hash(),
+        "digest": digest,
+        # Room for the plans of later issues (stock from demand, capacity from traffic).
+        "sections": {"promotions": "targeting.parquet"},
+    }
+    tags = {
+        CAMPAIGN_TAG: parsed.campaign_id,
+        PLAN_DIGEST_TAG: digest,
+        f"{TAG_PREFIX}data_snapshot_id": snapshot_id,
+        f"{TAG_PREFIX}raw_uri": data_uri,
+        **{f"{TAG_PREFIX}model.{kind}": version for kind, version in models.items()},
+    }
+    with step_run(settings, "plan_campaign", parent_run_id, tags) as run:
+        run_id = run.info.run_id
+        uri = publish_plan(
+            out_uri,
+            _tables(plan, parsed),
+            summary_md,
+            document,
+            lineage={"mlflow_run_id": run_id, "digest": digest, "data_uri": data_uri},
+        )
+        s = plan.summary
+        log_metrics(
+            {
+                "budget": s.budget,
+                "expected_spend": s.expected_spend,
+                "expected_incremental_orders": s.incremental_orders.estimate,
+                "expected_incremental_revenue": s.incremental_revenue.estimate,
+                "expected_incremental_margin": s.incremental_margin.estimate,
+                "expected_incremental_margin.low": s.incremental_margin.low,
+                "expected_incremental_margin.high": s.incremental_margin.high,
+                "targeted_users": s.targeted_users,
+                "exploration_users": s.exploration_users,
+                "holdout_users": s.holdout_users,
+                "excluded_bots": s.excluded_bots,
+                "lp_bound": s.lp_bound,
+                "optimality_gap": s.optimality_gap,
+                "discount_depth": s.discount_depth,
+            }
+        )
+        log_text(summary_md, "plan/summary.md")
+        log_json(document, "plan/plan.json")
+        set_tags({f"{TAG_PREFIX}plan_uri": uri})
+    log.info(
+        "plan %s: %s targeted, spend %.0f of %.0f, margin %.0f",
+        uri,
+        f"{s.targeted_users:,}",
+        s.expected_spend,
+        s.budget,
+        s.incremental_margin.estimate,
+    )
+    return {
+        "campaign_id": parsed.campaign_id,
+        "plan_uri": uri,
+        "mlflow_run_id": run_id,
+        "budget": s.budget,
+        "expected_spend": s.expected_spend,
+        "expected_incremental_margin": s.incremental_margin.estimate,
+        "targeted_users": s.targeted_users,
+        "holdout_users": s.holdout_users,
+        "models": models,
+        "summary_md": summary_md,
+    }
