@@ -1,0 +1,246 @@
+"""Planning end to end on a small simulated shop: the champions (trained, validated and promoted
+through the real flow into a local MLflow store) score every account, the plan folder commits,
+planning again gives byte-identical files, the MLflow run records campaign and model versions,
+and bad specs are refused by the CLI before any model is touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from flashsale_ml.config import Settings
+from flashsale_ml.contract import CONTROL_ARM, check_schema
+from flashsale_ml.datasets import Snapshot
+from flashsale_ml.planning.output import read_plan, read_plan_table
+from flashsale_ml.simulation import SimulationConfig, simulate
+from flashsale_ml.storage import open_store
+
+pytestmark = pytest.mark.slow
+
+SHOP = SimulationConfig(users=4_000, days=35, seed=11, sale_stock_factor=1000)
+PLAN_FILES = ("targeting.parquet", "assignments.parquet", "predictions.parquet", "summary.md")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from flashsale_ml import steps
+
+    work = tmp_path_factory.mktemp("planning")
+    settings = Settings(
+        home=work,
+        storage_root=(work / "lake").as_uri(),
+        mlflow_tracking_uri=f"sqlite:///{work}/m.db",
+        threads=2,
+    )
+    lake = open_store(settings.lake_uri)
+    shop = simulate(SHOP, lake)
+    steps.validate_data(shop.raw_uri, settings=settings)
+    features = steps.build_features(shop.raw_uri, settings=settings)
+    versions = {}
+    for kind, flavor in (("propensity", "lgbm"), ("uplift", "s")):
+        trained = steps.train_model(features, kind, flavor, settings=settings)
+        registered = steps.register_model(trained["run_id"], kind, settings=settings)
+        decision = steps.promote_model(registered["version"], kind, settings=settings)
+        assert decision["promoted"], decision
+        versions[kind] = registered["version"]
+    with Snapshot(shop.raw_uri) as raw:
+        items = raw.read_pandas("items")
+        as_of = raw.manifest.metadata["data_as_of"]
+    spec = {
+        "campaign_id": "fs-plan-test",
+        "start": "2026-02-14T19:00:00Z",
+        "end": "2026-02-14T21:00:00Z",
+        "skus": [int(i) for i in items["item_id"].head(8)],
+        "promotions": {"pct_discount": 4.0, "gift_with_purchase": 6.0, "timed_coupon": 3.0},
+        "discount_depths": [0.2, 0.3],
+        "budget": 150.0,
+        "holdout_fraction": 0.1,
+    }
+    assert as_of < spec["start"]
+    spec_path = work / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    return {
+        "settings": settings,
+        "raw_uri": shop.raw_uri,
+        "spec": spec,
+        "spec_path": spec_path,
+        "versions": versions,
+        "work": work,
+    }
+
+
+@pytest.fixture(scope="module")
+def planned(world: dict) -> dict:
+    from flashsale_ml import steps
+
+    return steps.plan_campaign(
+        world["spec_path"],
+        world["raw_uri"],
+        out_uri=(world["work"] / "plan-a").as_uri(),
+        settings=world["settings"],
+    )
+
+
+def test_the_plan_holds_the_budget_and_records_what_made_it(world: dict, planned: dict) -> None:
+    plan = read_plan(planned["plan_uri"])
+    assert planned["expected_spend"] <= world["spec"]["budget"] + 1e-9
+    assert planned["expected_spend"] > 0.95 * world["spec"]["budget"]
+    assert plan["models"] == {
+        kind: f"flashsale-{kind}/{version}" for kind, version in world["versions"].items()
+    }
+    with Snapshot(world["raw_uri"]) as raw:
+        assert plan["data_snapshot_id"] == raw.snapshot_id
+    assert plan["spec"]["campaign_id"] == "fs-plan-test"
+    lineage = json.loads(
+        Path(planned["plan_uri"].removeprefix("file://"), "lineage.json").read_text()
+    )
+    assert lineage["mlflow_run_id"] == planned["mlflow_run_id"]
+
+    targeting = read_plan_table(planned["plan_uri"], "targeting").to_pandas()
+    treated = targeting["role"].isin(["targeted", "exploration"])
+    assert targeting.loc[treated, "expected_cost"].sum() == pytest.approx(planned["expected_spend"])
+    assert not targeting.loc[targeting["role"] == "excluded_bot", "arm"].notna().any()
+
+    # The assignments are the contract's table, ready for evaluation.
+    assignments = read_plan_table(planned["plan_uri"], "assignments")
+    assert check_schema("assignments", assignments.schema) == []
+    arms = assignments.column("arm").to_pylist()
+    assert CONTROL_ARM in arms and len(set(arms)) > 2
+    predictions = read_plan_table(planned["plan_uri"], "predictions")
+    assert predictions.num_rows == len(targeting) * 3
+
+    import mlflow
+
+    mlflow.set_tracking_uri(world["settings"].tracking_uri)
+    run = mlflow.MlflowClient().get_run(planned["mlflow_run_id"])
+    assert run.data.tags["flashsale.campaign_id"] == "fs-plan-test"
+    assert run.data.tags["flashsale.model.uplift"] == plan["models"]["uplift"]
+    assert run.data.metrics["expected_spend"] == pytest.approx(planned["expected_spend"])
+    assert "Campaign plan" in planned["summary_md"] and "of the LP bound" in planned["summary_md"]
+
+
+def test_planning_again_gives_byte_identical_files(world: dict, planned: dict) -> None:
+    from flashsale_ml import steps
+
+    again = steps.plan_campaign(
+        world["spec_path"],
+        world["raw_uri"],
+        out_uri=(world["work"] / "plan-b").as_uri(),
+        settings=world["settings"],
+    )
+    first = Path(planned["plan_uri"].removeprefix("file://"))
+    second = Path(again["plan_uri"].removeprefix("file://"))
+    for name in (*PLAN_FILES, "plan.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    # Into the same folder: replaced, not duplicated.
+    steps.plan_campaign(
+        world["spec_path"], world["raw_uri"], out_uri=again["plan_uri"], settings=world["settings"]
+    )
+    assert sorted(p.name for p in second.iterdir()) == sorted(
+        (*PLAN_FILES, "plan.json", "lineage.json")
+    )
+    assert not [p for p in second.parent.iterdir() if p.name.startswith((".staging", ".trash"))]
+
+
+def test_the_planned_population_reads_only_data_before_the_start(world: dict) -> None:
+    """Features of the planned campaign are point-in-time: events appended after the start
+    change nothing."""
+    import duckdb
+
+    from flashsale_ml.features.sql import connect
+    from flashsale_ml.planning.spec import parse_spec
+    from flashsale_ml.steps.planning import planned_features
+
+    spec = parse_spec(world["spec"])
+    with Snapshot(world["raw_uri"]) as raw:
+        tables = {t: raw.local_files(t) for t in raw.tables}
+        con = connect(tables)
+        before = planned_features(con, spec, 0.3).to_pandas()
+        # Append a burst of events at and after the start, for every user.
+        later = duckdb.sql(
+            "SELECT event_id + 10000000000 AS event_id, user_id, item_id, session_id, "
+            "event_type, TIMESTAMPTZ '2026-02-14 19:00:00+00' + INTERVAL 1 MINUTE * (event_id % 90)"
+            " AS ts, price, channel, device_id, ip_hash FROM read_parquet($files)",
+            params={"files": [str(p) for p in tables["events"]]},
+        ).to_arrow_table()
+        extra = world["work"] / "later-events.parquet"
+        pq.write_table(later, extra)
+        con2 = connect({**tables, "events": [*tables["events"], extra]})
+        after = planned_features(con2, spec, 0.3).to_pandas()
+    features = [c for c in before.columns if not c.startswith("label_")]
+    assert len(before) == len(after) > 3_000
+    for column in features:
+        assert before[column].equals(after[column]), column
+    # The arm is unknown (no assignment yet) and the sale features are the spec's.
+    assert before["arm"].isna().all()
+    assert np.allclose(before["discount_depth"], 0.3)
+
+
+def run_cli(world: dict, *args: str) -> subprocess.CompletedProcess:
+    settings = world["settings"]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")},
+        "FLASHSALE_HOME": str(settings.home),
+        "FLASHSALE_STORAGE_ROOT": settings.lake_uri,
+        "FLASHSALE_MLFLOW_TRACKING_URI": settings.tracking_uri,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "flashsale_ml.cli", "plan", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"end": "2026-02-14T18:00:00Z"}, "is not after start"),
+        (
+            {"start": "2026-01-20T19:00:00Z", "end": "2026-01-20T21:00:00Z"},
+            "earlier than the data's as-of time",
+        ),
+        ({"budget": 0}, "budget: the budget must be > 0"),
+        ({"promotions": {"free_shipping": 2.0}}, "unknown promotion type(s) ['free_shipping']"),
+        ({"skus": [1]}, "unknown SKU(s) 1"),
+        ({"holdout_fraction": 0.7}, "holdout_fraction: the holdout fraction must be in (0, 0.5]"),
+    ],
+)
+def test_the_cli_refuses_bad_specs_before_any_work(world: dict, change: dict, words: str) -> None:
+    spec = {**world["spec"], **change}
+    path = world["work"] / "bad.json"
+    path.write_text(json.dumps(spec))
+    out = world["work"] / "bad-plan"
+    result = run_cli(
+        world, "--campaign", str(path), "--data", world["raw_uri"], "--out", out.as_uri()
+    )
+    assert result.returncode != 0
+    assert words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_the_cli_refuses_another_campaign_id(world: dict) -> None:
+    out = world["work"] / "other-plan"
+    result = run_cli(
+        world,
+        "--campaign",
+        str(world["spec_path"]),
+        "--data",
+        world["raw_uri"],
+        "--out",
+        out.as_uri(),
+        "--campaign-id",
+        "fs-someone-else",
+    )
+    assert result.returncode != 0
+    assert "the spec says 'fs-plan-test' but the call asked for 'fs-someone-else'" in result.stderr
+    assert not out.exists()
