@@ -431,3 +431,28 @@ def test_plan_folder_on_s3(s3_lake) -> None:
     publish_plan(uri, tables, "# plan\n", {"campaign_id": "fs-1"}, {"run": "a"})
     assert read_plan(uri)["files"]["summary.md"]
     assert read_plan_table(uri, "targeting").num_rows == 3
+
+
+def test_intervals_hold_the_estimate_and_widen_with_the_models_error() -> None:
+    from flashsale_ml.planning.plan import Interval
+
+    plain = make_plan().summary
+    off = plan_at_depth(
+        "fs-1",
+        candidates(),
+        economics(),
+        budget=400.0,
+        holdout_fraction=0.1,
+        exploration_share=0.1,
+        key=KEY,
+        model_ratio=Interval(2.5, 1.5, 4.0),
+    ).summary
+    for summary in (plain, off):
+        for interval in (summary.incremental_orders, summary.incremental_margin):
+            assert interval.low <= interval.estimate <= interval.high
+    assert off.incremental_orders.estimate == pytest.approx(plain.incremental_orders.estimate)
+    assert off.incremental_orders.high > plain.incremental_orders.high + 1.5 * (
+        plain.incremental_orders.estimate
+    )
+    assert "randomness only" in plain.model_uncertainty
+    assert "realized / predicted uplift 2.50" in off.model_uncertainty

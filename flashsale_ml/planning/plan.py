@@ -335,7 +335,10 @@ def _summarize(
         )
 
     def interval(per_order: float, fixed: float = 0.0) -> Interval:
-        ends = sorted((orders * ratio_low * per_order, orders * ratio_high * per_order))
+        # From "as predicted" to "as far off as last time", whichever way that goes: the
+        # estimate stays the models' own and inside its interval.
+        scaled = [orders * r * per_order for r in (1.0, ratio_low, ratio_high)]
+        ends = (min(scaled), max(scaled))
         spread = Z90 * orders_sd * abs(per_order)
         return Interval(
             orders * per_order + fixed, ends[0] - spread + fixed, ends[1] + spread + fixed
