@@ -594,3 +594,19 @@ def sibling_step_metrics(
         f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{TAG_PREFIX}step` = '{step}'",
     )
     return dict(runs[0].data.metrics) if runs else {}
+
+
+def run_url(run_id: str, settings: Settings | None = None) -> str | None:
+    """The MLflow UI's page of a run (``<server>/#/experiments/<id>/runs/<run>``), or None
+    where the tracking store is not a server (a SQLite file: ``make mlflow-ui`` serves it)."""
+    import mlflow
+
+    from flashsale_ml.config import get_settings
+
+    settings = settings or get_settings()
+    uri = settings.tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return None
+    configure(settings)
+    experiment = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+    return f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"

@@ -77,6 +77,22 @@ def training_branches() -> tuple[TrainingBranch, ...]:
     return tuple(branch for kind in _load_kinds().values() for branch in kind.pipeline_branches)
 
 
+def retraining_branches() -> tuple[TrainingBranch, ...]:
+    """What the pre-sale retraining trains: every kind's pipeline branches, and for a kind
+    without any, its default flavor, registered and judged for promotion."""
+    from flashsale_ml.models.base import TrainingBranch
+
+    branches = []
+    for kind in _load_kinds().values():
+        if kind.pipeline_branches:
+            branches.extend(kind.pipeline_branches)
+        else:
+            branches.append(
+                TrainingBranch(f"train_{kind.name}", kind.name, kind.default_flavor, promote=True)
+            )
+    return tuple(branches)
+
+
 def flavors_logged_with(library: str) -> list[tuple[str, str]]:
     """(kind, flavor) pairs whose models MLflow logs with ``library``."""
     return [

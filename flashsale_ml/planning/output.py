@@ -63,6 +63,14 @@ def publish_plan(
     plan = {**plan, "files": {name: _sha256(data) for name, data in sorted(files.items())}}
     files[PLAN_FILE] = (json.dumps(plan, indent=2, sort_keys=True, default=str) + "\n").encode()
     files[LINEAGE_FILE] = (json.dumps(lineage, indent=2, sort_keys=True) + "\n").encode()
+    return commit_files(out_uri, files)
+
+
+def commit_files(out_uri: str, files: Mapping[str, bytes]) -> str:
+    """Commit a plan folder's files (``plan.json`` among them) at ``out_uri``, replacing what
+    was there; returns the folder's URI."""
+    if PLAN_FILE not in files:
+        raise ValueError(f"a plan folder needs its {PLAN_FILE}")
     store = open_store(out_uri)
     root = store.local_path("")
     if root is not None:

@@ -10,11 +10,18 @@ pipeline's run, and hands the next step a URI instead of data.
 
 from flashsale_ml.steps.data import build_features, generate_data, validate_data
 from flashsale_ml.steps.evaluation import evaluate_campaign
-from flashsale_ml.steps.planning import plan_campaign
+from flashsale_ml.steps.planning import (
+    draft_plan,
+    latest_raw,
+    plan_campaign,
+    publish_plan,
+    spec_from_form,
+)
 from flashsale_ml.steps.training import (
     finish_pipeline,
     promote_model,
     register_model,
+    retrain_branch,
     run_pipeline,
     start_pipeline,
     train_branch,
@@ -23,13 +30,18 @@ from flashsale_ml.steps.training import (
 
 __all__ = [
     "build_features",
+    "draft_plan",
     "evaluate_campaign",
     "finish_pipeline",
     "generate_data",
+    "latest_raw",
     "plan_campaign",
     "promote_model",
+    "publish_plan",
     "register_model",
+    "retrain_branch",
     "run_pipeline",
+    "spec_from_form",
     "start_pipeline",
     "train_branch",
     "train_model",

@@ -220,6 +220,15 @@ def evaluate_campaign(
         )
     if not data_uri:
         raise DataError("evaluate needs --data (a raw snapshot) or --assignments and --outcomes")
+    done = _earlier_evaluation(open_store(out_uri or settings.lake_uri), campaign_id, data_uri)
+    if done is not None:
+        log.info(
+            "%s was already evaluated on %s: %s (not evaluated again)",
+            campaign_id,
+            data_uri,
+            done["labels_uri"],
+        )
+        return done
     with (
         Snapshot(data_uri) as snapshot,
         closing(
@@ -246,6 +255,32 @@ def evaluate_campaign(
         )
         # The labels are written from DuckDB in batches, so the connection stays open.
         return _record(settings, evaluation, labels, data_uri, out_uri, parent_run_id)
+
+
+def _earlier_evaluation(store, campaign_id: str, data_uri: str) -> dict[str, Any] | None:
+    """The result of an earlier evaluation of this campaign on this very data, if one was
+    committed: evaluating again would only duplicate its labels, report and run (a retried
+    task, a re-triggered DAG run)."""
+    from flashsale_ml.datasets import Snapshot, list_snapshots
+    from flashsale_ml.evaluation.report import HTML_NAME
+
+    with Snapshot(data_uri) as data:
+        data_id = data.snapshot_id
+    for uri in reversed(list_snapshots(store, LABELS_DATASET)):
+        with Snapshot(uri) as labels:
+            meta = labels.manifest.metadata
+            if meta.get("campaign_id") != campaign_id or meta.get("input_snapshot_id") != data_id:
+                continue
+            report = f"reports/evaluations/{campaign_id}/{labels.snapshot_id}/{HTML_NAME}"
+            return {
+                "campaign_id": campaign_id,
+                "data_uri": data_uri,
+                "mlflow_run_id": meta.get("mlflow_run_id"),
+                "labels_uri": uri,
+                "report_uri": store.uri(report),
+                "already_evaluated": True,
+            }
+    return None
 
 
 def _record(settings, evaluation, labels, data_uri, out_uri, parent_run_id) -> dict[str, Any]:

@@ -10,6 +10,7 @@ tagged with the campaign and the model versions used.
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import closing
 from pathlib import Path
@@ -292,7 +293,6 @@ def plan_campaign(
         RegistryError: a champion the plan needs is not set.
     """
     import hashlib
-    import json
 
     from flashsale_ml.datasets import Snapshot
     from flashsale_ml.features.sql import connect
@@ -456,3 +456,103 @@ def plan_campaign(
         "models": models,
         "summary_md": summary_md,
     }
+
+
+# --- What the campaign DAG calls around the plan -------------------------------------------
+
+DRAFTS_PREFIX = "plan-drafts"
+PUBLISHED_PREFIX = "plans"
+
+
+def spec_from_form(form: dict[str, Any]) -> dict[str, Any]:
+    """The campaign DAG's trigger form as a checked campaign spec (JSON-able).
+
+    The form spreads the spec over typed fields (a unit cost per promotion type, exclusions as
+    a list); this puts them back together and runs every check of :class:`CampaignSpec`,
+    including the cross-field rules the form's JSON Schema cannot express (end after start).
+
+    Raises:
+        SpecError: naming each field that is wrong.
+    """
+    from flashsale_ml.planning.spec import parse_spec
+
+    from flashsale_ml.contract import PROMO_TYPES
+
+    # A type the form has no cost field for is unknown: give it a cost so the spec's check
+    # names it as an unknown type rather than as a missing number.
+    promotions = {
+        promo: form.get(f"{promo}_unit_cost", None if promo in PROMO_TYPES else 0.0)
+        for promo in form.get("promotion_types") or []
+    }
+    payload = {
+        "campaign_id": form.get("campaign_id"),
+        "start": form.get("start"),
+        "end": form.get("end"),
+        "skus": form.get("skus") or [],
+        "promotions": promotions,
+        "discount_depths": form.get("discount_depths") or [],
+        "budget": form.get("budget"),
+        "holdout_fraction": form.get("holdout_fraction"),
+        "exploration_share": form.get("exploration_share"),
+        "exclusions": {
+            "user_ids": form.get("excluded_user_ids") or [],
+            "bots": form.get("exclude_bots", True),
+        },
+    }
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return parse_spec(payload, source="the campaign form").model_dump(mode="json")
+
+
+def latest_raw(settings: Settings | None = None) -> str:
+    """The newest committed raw snapshot of the lake (what a campaign is planned on)."""
+    from flashsale_ml.datasets import resolve_snapshot_uri
+    from flashsale_ml.storage import open_store
+
+    settings = settings or get_settings()
+    return resolve_snapshot_uri(open_store(settings.lake_uri).uri("datasets/raw/latest"))
+
+
+def draft_plan(
+    spec: dict[str, Any],
+    data_uri: str,
+    campaign_id: str | None = None,
+    parent_run_id: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Plan into the campaign's draft folder (``<lake>/plan-drafts/<id>``), for approval;
+    planning the same campaign again replaces its draft."""
+    from flashsale_ml.storage import open_store
+
+    settings = settings or get_settings()
+    campaign = spec["campaign_id"]
+    out = open_store(settings.lake_uri).uri(f"{DRAFTS_PREFIX}/{campaign}")
+    return plan_campaign(spec, data_uri, out, campaign_id, parent_run_id, settings)
+
+
+def publish_plan(
+    draft_uri: str, campaign_id: str, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Publish an approved draft as ``<lake>/plans/<id>`` (what the shop, or the simulated
+    world, executes): the same bytes, committed atomically; publishing again replaces it.
+
+    Raises:
+        PlanNotCommittedError: the draft is missing or does not match its ``plan.json``.
+        DataError: the draft is another campaign's.
+    """
+    from flashsale_ml.planning.output import LINEAGE_FILE, PLAN_FILE, commit_files, read_plan
+    from flashsale_ml.storage import open_store
+
+    settings = settings or get_settings()
+    plan = read_plan(draft_uri)
+    if plan["campaign_id"] != campaign_id:
+        raise DataError(
+            f"the draft at {draft_uri} is campaign {plan['campaign_id']!r}, not {campaign_id!r}"
+        )
+    draft = open_store(draft_uri)
+    names = [*plan["files"], PLAN_FILE, LINEAGE_FILE]
+    files = {name: draft.read_bytes(name) for name in names}
+    out = open_store(settings.lake_uri).uri(f"{PUBLISHED_PREFIX}/{campaign_id}")
+    uri = commit_files(out, files)
+    log.info("published %s to %s", draft_uri, uri)
+    run_id = json.loads(files[LINEAGE_FILE]).get("mlflow_run_id")
+    return {"campaign_id": campaign_id, "plan_uri": uri, "mlflow_run_id": run_id}

@@ -67,6 +67,48 @@ def train_branch(
     return train_model(features_uri, branch.kind, branch.flavor, parent_run_id, settings, **options)
 
 
+def retrain_branch(
+    task_id: str,
+    features_uri: str,
+    parent_run_id: str | None = None,
+    settings: Settings | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Retrain one of :func:`~flashsale_ml.models.retraining_branches` and, for a branch that
+    promotes, register the model and judge it against the champion.
+
+    A rejected challenger is a decision, not a failure: the result says ``promoted: False``
+    with the gates' reasons.
+    """
+    from flashsale_ml.models import retraining_branches
+
+    settings = settings or get_settings()
+    branches = {b.task_id: b for b in retraining_branches()}
+    if task_id not in branches:
+        raise ValueError(f"no retraining branch {task_id!r}; branches: {', '.join(branches)}")
+    branch = branches[task_id]
+    trained = train_model(
+        features_uri, branch.kind, branch.flavor, parent_run_id, settings, **options
+    )
+    result = {
+        "task_id": task_id,
+        "kind": branch.kind,
+        "flavor": branch.flavor,
+        "run_id": trained["run_id"],
+        "judged": branch.promote,
+    }
+    if branch.promote:
+        registered = register_model(trained["run_id"], branch.kind, settings)
+        decision = promote_model(registered["version"], branch.kind, parent_run_id, settings)
+        result.update(
+            version=registered["version"],
+            promoted=bool(decision.get("promoted")),
+            reasons=list(decision.get("reasons", []))[:10],
+            champion=decision.get("champion"),
+        )
+    return result
+
+
 def register_model(
     run_id: str, model_kind: str | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
