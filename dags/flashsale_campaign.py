@@ -8,13 +8,15 @@ costs, the budget, the holdout and who to exclude.
 1. **check_form**: the form's cross-field rules (end after start, a holdout in (0, 0.5], known
    promotion types...) fail this task at once with a readable message, and nothing runs.
 2. **find_data**, **validate_data**: the newest shop snapshot, validated as for training.
-3. **plan_campaign**: the champions score every account on point-in-time features as of the
-   start; each user gets at most one promotion (or none) to maximise expected incremental
-   margin within the budget, with a randomized holdout per value segment and an exploration
-   share; the plan is written as a *draft* and logged to MLflow (the task log has the link).
+3. **build_features**, **score_with_champions**, **plan_campaign**: every account's
+   point-in-time features as of the start; the champions (by alias) score them; each user
+   gets at most one promotion (or none) to maximise expected incremental margin within the
+   budget, with a randomized holdout per value segment and an exploration share. The plan is
+   written as a *draft* and logged to MLflow (the task's "MLflow run" button, and its log).
 4. **approve_plan**: a person reads the plan's summary and approves or rejects it under
    **Browse → Required Actions**. Reject skips publishing; no answer before the timeout
-   (`FLASHSALE_APPROVAL_TIMEOUT_HOURS`, 24) counts as Reject.
+   (`FLASHSALE_APPROVAL_TIMEOUT_HOURS`, 24) counts as Reject. The form's *Approve
+   automatically* skips this (for demos), and the log says so.
 5. **publish_plan**: the approved draft becomes `<lake>/plans/<campaign>`, atomically, and an
    Asset event (`flashsale_campaign_published`) announces it.
 
@@ -161,6 +163,13 @@ def _cost(promo: str, default: float) -> Param:
             description="Pseudonymous ids never to target (staff, complaints, opt-outs).",
             section="Exclusions",
         ),
+        "auto_approve": Param(
+            False,
+            type="boolean",
+            title="Approve automatically",
+            description="Skip the person's approval (for the demo). The run's log says so.",
+            section="Approval",
+        ),
     },
 )
 def flashsale_campaign() -> None:
@@ -178,10 +187,37 @@ def flashsale_campaign() -> None:
         return step("validate_data", raw_uri)
 
     @task
-    def plan_campaign(spec: dict[str, Any], raw_uri: str) -> dict[str, Any]:
-        """Score with the champions and solve the plan into the campaign's draft folder."""
-        result = step("draft_plan", spec, raw_uri, campaign_id=spec["campaign_id"])
+    def build_features(spec: dict[str, Any], raw_uri: str) -> str:
+        """Every account's point-in-time features as of the campaign's start."""
+        return step("campaign_features", spec, raw_uri, campaign_id=spec["campaign_id"])["work_uri"]
+
+    @task
+    def score_with_champions(spec: dict[str, Any], work_uri: str) -> dict[str, str]:
+        """The purchase-probability and uplift champions, loaded by alias, score everyone."""
+        result = step("score_campaign", spec, work_uri)
+        print(f"champions used: {result['models']}")
+        return {"work_uri": result["work_uri"], **result["models"]}
+
+    @task
+    def plan_campaign(spec: dict[str, Any], scored: dict[str, str]) -> dict[str, Any]:
+        """Solve the budgeted assignment into the campaign's draft folder."""
+        result = step("draft_from_scores", spec, scored["work_uri"])
         return {**result, "mlflow_run_url": link_mlflow_run(result["mlflow_run_id"])}
+
+    @task.branch
+    def route_approval() -> str:
+        """A person approves, unless the trigger asked for automatic approval (the demo)."""
+        if get_current_context()["params"]["auto_approve"]:
+            return "auto_approve"
+        return "approve_plan"
+
+    @task
+    def auto_approve(planned: dict[str, Any]) -> str:
+        print(
+            f"plan {planned['plan_uri']} APPROVED AUTOMATICALLY (the run's auto_approve flag); "
+            "no person reviewed it"
+        )
+        return "auto-approved"
 
     approve_plan = ApprovalOperator(
         task_id="approve_plan",
@@ -192,12 +228,12 @@ def flashsale_campaign() -> None:
         response_timeout=timedelta(hours=APPROVAL_TIMEOUT_HOURS),
     )
 
-    @task
+    # Runs after a person's Approve or after the automatic approval; a Reject skips it.
+    @task(outlets=[CAMPAIGN_PUBLISHED], trigger_rule="none_failed_min_one_success")
     def publish_plan(planned: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
         """The approved draft becomes the published plan, and the Asset event says so."""
         result = step("publish_plan", planned["plan_uri"], spec["campaign_id"])
-        context = get_current_context()
-        context["outlet_events"][CAMPAIGN_PUBLISHED].extra = {
+        get_current_context()["outlet_events"][CAMPAIGN_PUBLISHED].extra = {
             "campaign_id": result["campaign_id"],
             "plan_uri": result["plan_uri"],
         }
@@ -207,10 +243,14 @@ def flashsale_campaign() -> None:
     raw = find_data()
     spec >> raw
     validated = validate_data(raw)
-    planned = plan_campaign(spec, raw)
-    validated >> planned
-    published = publish_plan.override(outlets=[CAMPAIGN_PUBLISHED])(planned, spec)
-    planned >> approve_plan >> published
+    features = build_features(spec, raw)
+    validated >> features
+    planned = plan_campaign(spec, score_with_champions(spec, features))
+    route = route_approval()
+    automatic = auto_approve(planned)
+    planned >> route >> [approve_plan, automatic]
+    published = publish_plan(planned, spec)
+    [approve_plan, automatic] >> published
 
 
 flashsale_campaign()

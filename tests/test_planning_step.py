@@ -244,3 +244,19 @@ def test_the_cli_refuses_another_campaign_id(world: dict) -> None:
     assert result.returncode != 0
     assert "the spec says 'fs-plan-test' but the call asked for 'fs-someone-else'" in result.stderr
     assert not out.exists()
+
+
+def test_a_stage_refuses_the_work_of_another_spec(world: dict, planned: dict) -> None:
+    """The campaign DAG runs features, scoring and planning as separate tasks over one work
+    folder per campaign: a stage never builds on files made for another version of the spec."""
+    from flashsale_ml import steps
+    from flashsale_ml.errors import DataError
+
+    settings = world["settings"]
+    work = steps.campaign_features(world["spec"], world["raw_uri"], settings=settings)
+    steps.score_campaign(world["spec"], work["work_uri"], settings=settings)
+    changed = {**world["spec"], "budget": 999.0}
+    with pytest.raises(DataError, match="made for another version"):
+        steps.plan_from_scores(changed, work["work_uri"], settings=settings)
+    with pytest.raises(DataError, match="has no features.json"):
+        steps.score_campaign(world["spec"], (world["work"] / "empty").as_uri(), settings=settings)

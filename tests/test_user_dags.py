@@ -65,13 +65,17 @@ def test_campaign_dag_checks_plans_asks_and_publishes(report: dict) -> None:
         "check_form": [],
         "find_data": ["check_form"],
         "validate_data": ["find_data"],
-        "plan_campaign": ["check_form", "find_data", "validate_data"],
-        "approve_plan": ["plan_campaign"],
-        "publish_plan": ["approve_plan", "check_form", "plan_campaign"],
+        "build_features": ["check_form", "find_data", "validate_data"],
+        "score_with_champions": ["build_features", "check_form"],
+        "plan_campaign": ["check_form", "score_with_champions"],
+        "route_approval": ["plan_campaign"],
+        "approve_plan": ["route_approval"],
+        "auto_approve": ["plan_campaign", "route_approval"],
+        "publish_plan": ["approve_plan", "auto_approve", "check_form", "plan_campaign"],
     }
     assert dag["operators"]["approve_plan"] == "ApprovalOperator"
     assert dag["outlets"] == {"publish_plan": ["flashsale_campaign_published"]}
-    assert {"Campaign", "Promotions", "Budget and measurement", "Exclusions"} <= set(
+    assert {"Campaign", "Promotions", "Budget and measurement", "Exclusions", "Approval"} <= set(
         dag["sections"]
     )
 

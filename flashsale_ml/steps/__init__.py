@@ -11,10 +11,14 @@ pipeline's run, and hands the next step a URI instead of data.
 from flashsale_ml.steps.data import build_features, generate_data, validate_data
 from flashsale_ml.steps.evaluation import evaluate_campaign
 from flashsale_ml.steps.planning import (
+    campaign_features,
+    draft_from_scores,
     draft_plan,
     latest_raw,
     plan_campaign,
+    plan_from_scores,
     publish_plan,
+    score_campaign,
     spec_from_form,
 )
 from flashsale_ml.steps.training import (
@@ -27,20 +31,26 @@ from flashsale_ml.steps.training import (
     train_branch,
     train_model,
 )
+from flashsale_ml.steps.world import advance_world
 
 __all__ = [
+    "advance_world",
     "build_features",
+    "campaign_features",
+    "draft_from_scores",
     "draft_plan",
     "evaluate_campaign",
     "finish_pipeline",
     "generate_data",
     "latest_raw",
     "plan_campaign",
+    "plan_from_scores",
     "promote_model",
     "publish_plan",
     "register_model",
     "retrain_branch",
     "run_pipeline",
+    "score_campaign",
     "spec_from_form",
     "start_pipeline",
     "train_branch",

@@ -266,65 +266,82 @@ def _summary_dict(plan: Plan) -> dict[str, Any]:
     return asdict(plan.summary)
 
 
-def plan_campaign(
-    spec: CampaignSpec | str | Path | dict[str, Any],
-    data_uri: str,
-    out_uri: str | None = None,
-    campaign_id: str | None = None,
-    parent_run_id: str | None = None,
-    settings: Settings | None = None,
-) -> dict[str, Any]:
-    """Plan a campaign: who gets which promotion within the budget, with a randomized holdout.
+WORK_PREFIX = "plan-work"
+FEATURES_FILE = "features.parquet"
+SCORES_FILE = "scores.parquet"
 
-    Args:
-        spec: the campaign spec (a parsed spec, a mapping such as the DAG's form, or a JSON or
-            YAML file).
-        data_uri: the raw snapshot to score on (its as-of time must not be after the start).
-        out_uri: the plan folder (default: ``plans/<campaign_id>`` in the lake).
-        campaign_id: the campaign the caller means; refused when the spec names another.
-        parent_run_id: a pipeline run to nest the planning run under.
-        settings: runtime settings (default from the environment).
 
-    Returns:
-        The plan URI, the MLflow run id, the expected spend and margin, and the models used.
+def _parse(spec: CampaignSpec | str | Path | dict[str, Any]) -> CampaignSpec:
+    from flashsale_ml.planning.spec import CampaignSpec, load_spec, parse_spec
 
-    Raises:
-        SpecError: the spec is invalid or does not fit the data (before any work).
-        RegistryError: a champion the plan needs is not set.
-    """
+    if isinstance(spec, CampaignSpec):
+        return spec
+    if isinstance(spec, dict):
+        return parse_spec(spec)
+    return load_spec(spec)
+
+
+def _spec_digest(spec: CampaignSpec) -> str:
     import hashlib
 
-    from flashsale_ml.datasets import Snapshot
+    return hashlib.sha256(spec.canonical_json().encode()).hexdigest()[:16]
+
+
+def _work_uri(settings: Settings, campaign_id: str) -> str:
+    from flashsale_ml.storage import open_store
+
+    return open_store(settings.lake_uri).uri(f"{WORK_PREFIX}/{campaign_id}")
+
+
+def _read_stage(uri: str, name: str, spec: CampaignSpec) -> dict[str, Any]:
+    """A stage's JSON record, refused unless it was made for this very spec (a stale file of
+    an earlier, different spec of the same campaign must never be planned on)."""
+    from flashsale_ml.storage import ObjectNotFoundError, open_store
+
+    try:
+        record = json.loads(open_store(uri).read_bytes(name))
+    except ObjectNotFoundError:
+        raise DataError(f"{uri} has no {name}: run the step before this one first") from None
+    if record.get("spec_digest") != _spec_digest(spec):
+        raise DataError(
+            f"{uri}/{name} was made for another version of campaign {spec.campaign_id!r}'s "
+            "spec; run the earlier steps again"
+        )
+    return record
+
+
+def _raw_connection(snapshot, settings: Settings):
     from flashsale_ml.features.sql import connect
-    from flashsale_ml.lineage import code_version
-    from flashsale_ml.models import kind_for_plan_role
-    from flashsale_ml.models.base import PLAN_ROLES, PURCHASE_UPLIFT
-    from flashsale_ml.planning.output import publish_plan
-    from flashsale_ml.planning.plan import plan_campaign as solve
-    from flashsale_ml.planning.spec import CampaignSpec, check_against_data, load_spec, parse_spec
-    from flashsale_ml.planning.summary import render_markdown
-    from flashsale_ml.scoring import AliasScorer
+
+    return connect(
+        {t: snapshot.local_files(t) for t in snapshot.tables},
+        memory_limit=settings.duckdb_memory_limit,
+        threads=settings.compute_threads,
+    )
+
+
+def campaign_features(
+    spec: CampaignSpec | str | Path | dict[str, Any],
+    data_uri: str,
+    campaign_id: str | None = None,
+    settings: Settings | None = None,
+    work_uri: str | None = None,
+) -> dict[str, Any]:
+    """Check the spec against the data, then build every account's point-in-time features as
+    of the campaign's start (``features.parquet`` in the campaign's work folder).
+
+    Raises:
+        SpecError: the spec does not fit the data (before any work).
+    """
+    from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.planning.output import parquet_bytes
+    from flashsale_ml.planning.spec import check_against_data
     from flashsale_ml.steps.evaluation import data_as_of
     from flashsale_ml.storage import open_store
-    from flashsale_ml.tracking import log_json, log_metrics, log_text, set_tags, step_run
 
     settings = settings or get_settings()
-    if isinstance(spec, CampaignSpec):
-        parsed = spec
-    elif isinstance(spec, dict):
-        parsed = parse_spec(spec)
-    else:
-        parsed = load_spec(spec)
-    with (
-        Snapshot(data_uri) as snapshot,
-        closing(
-            connect(
-                {t: snapshot.local_files(t) for t in snapshot.tables},
-                memory_limit=settings.duckdb_memory_limit,
-                threads=settings.compute_threads,
-            )
-        ) as con,
-    ):
+    parsed = _parse(spec)
+    with Snapshot(data_uri) as snapshot, closing(_raw_connection(snapshot, settings)) as con:
         skus, past = _catalogue_facts(con)
         check_against_data(
             parsed,
@@ -333,28 +350,147 @@ def plan_campaign(
             campaign_id=campaign_id,
             past_campaigns=past,
         )
+        table = planned_features(con, parsed, parsed.discount_depths[0])
         snapshot_id = snapshot.snapshot_id
-        scorers = {
-            role: AliasScorer(kind_for_plan_role(role).name, settings, refresh_interval_s=3600)
-            for role in PLAN_ROLES
-        }
-        # Fails here, before any work, when a champion is missing.
-        models = {
-            kind_for_plan_role(role).name: f"{s.name}/{s.current_version()}"
-            for role, s in scorers.items()
-        }
-        log.info("planning %s with %s", parsed.campaign_id, models)
-        base = planned_features(con, parsed, parsed.discount_depths[0]).to_pandas()
-        log.info("scored population: %s accounts as of %s", f"{len(base):,}", parsed.start)
-        scored: dict[float, tuple[Candidates, Economics]] = {}
-        for depth in parsed.discount_depths:
-            frame = base.assign(discount_depth=depth)
-            scored[depth] = (
-                score_candidates(frame, parsed, scorers),
-                economics_at(con, parsed, depth),
-            )
-        ratio, ratio_campaign = model_error_ratio(con, scorers[PURCHASE_UPLIFT], settings.seed)
+    work_uri = work_uri or _work_uri(settings, parsed.campaign_id)
+    store = open_store(work_uri)
+    store.write_bytes(FEATURES_FILE, parquet_bytes(table))
+    record = {
+        "campaign_id": parsed.campaign_id,
+        "spec_digest": _spec_digest(parsed),
+        "data_uri": data_uri,
+        "data_snapshot_id": snapshot_id,
+        "rows": table.num_rows,
+    }
+    store.write_bytes("features.json", json.dumps(record, indent=2, sort_keys=True).encode())
+    log.info("features of %s accounts as of %s: %s", f"{table.num_rows:,}", parsed.start, work_uri)
+    return {"campaign_id": parsed.campaign_id, "work_uri": work_uri, "rows": table.num_rows}
 
+
+def score_campaign(
+    spec: CampaignSpec | str | Path | dict[str, Any],
+    work_uri: str,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Score the campaign's accounts with the champions (loaded by alias) at every candidate
+    depth (``scores.parquet``), and measure the uplift champion's error on the latest past
+    campaign.
+
+    Raises:
+        RegistryError: a champion the plan needs is not set.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.models import kind_for_plan_role
+    from flashsale_ml.models.base import PLAN_ROLES, PURCHASE_UPLIFT
+    from flashsale_ml.planning.output import parquet_bytes
+    from flashsale_ml.scoring import AliasScorer
+    from flashsale_ml.storage import open_store
+
+    settings = settings or get_settings()
+    parsed = _parse(spec)
+    record = _read_stage(work_uri, "features.json", parsed)
+    store = open_store(work_uri)
+    base = pq.read_table(pa.BufferReader(store.read_bytes(FEATURES_FILE))).to_pandas()
+    scorers = {
+        role: AliasScorer(kind_for_plan_role(role).name, settings, refresh_interval_s=3600)
+        for role in PLAN_ROLES
+    }
+    models = {
+        kind_for_plan_role(role).name: f"{s.name}/{s.current_version()}"
+        for role, s in scorers.items()
+    }
+    log.info("scoring %s with %s", parsed.campaign_id, models)
+    parts = []
+    for depth in parsed.discount_depths:
+        candidates = score_candidates(base.assign(discount_depth=depth), parsed, scorers)
+        columns = {
+            "discount_depth": np.full(len(base), depth),
+            "user_id": candidates.user_ids,
+            "segment": candidates.segment,
+            "is_bot": candidates.is_bot,
+            "excluded": candidates.excluded,
+            "p_control": candidates.p_control,
+        }
+        for position, arm in enumerate(candidates.arms):
+            columns[f"uplift.{arm}"] = candidates.uplift[:, position]
+        parts.append(pa.table(columns))
+    with (
+        Snapshot(record["data_uri"]) as snapshot,
+        closing(_raw_connection(snapshot, settings)) as con,
+    ):
+        ratio, ratio_campaign = model_error_ratio(con, scorers[PURCHASE_UPLIFT], settings.seed)
+    store.write_bytes(SCORES_FILE, parquet_bytes(pa.concat_tables(parts)))
+    scores = {
+        **record,
+        "models": models,
+        "model_ratio": None if ratio is None else [ratio.estimate, ratio.low, ratio.high],
+        "model_error_measured_on": ratio_campaign,
+    }
+    store.write_bytes("scores.json", json.dumps(scores, indent=2, sort_keys=True).encode())
+    return {"campaign_id": parsed.campaign_id, "work_uri": work_uri, "models": models}
+
+
+def _candidates_from_scores(table: pa.Table, spec: CampaignSpec) -> dict[float, Candidates]:
+    import numpy as np
+
+    from flashsale_ml.planning.plan import Candidates
+
+    frame = table.to_pandas()
+    arms = tuple(spec.promotions)
+    out = {}
+    for depth in spec.discount_depths:
+        rows = frame[frame["discount_depth"] == depth]
+        out[depth] = Candidates(
+            user_ids=rows["user_id"].to_numpy(dtype=np.int64),
+            segment=rows["segment"].to_numpy(dtype=object).astype(str),
+            is_bot=rows["is_bot"].to_numpy(dtype=bool),
+            excluded=rows["excluded"].to_numpy(dtype=bool),
+            p_control=rows["p_control"].to_numpy(dtype=float),
+            uplift=rows[[f"uplift.{arm}" for arm in arms]].to_numpy(dtype=float),
+            arms=arms,
+        )
+    return out
+
+
+def plan_from_scores(
+    spec: CampaignSpec | str | Path | dict[str, Any],
+    work_uri: str,
+    out_uri: str | None = None,
+    parent_run_id: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Solve the plan from the scored accounts and commit the plan folder, in one MLflow run
+    tagged with the campaign and the model versions used."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.lineage import code_version
+    from flashsale_ml.planning.output import publish_plan
+    from flashsale_ml.planning.plan import Interval
+    from flashsale_ml.planning.plan import plan_campaign as solve
+    from flashsale_ml.planning.summary import render_markdown
+    from flashsale_ml.storage import open_store
+    from flashsale_ml.tracking import log_json, log_metrics, log_text, set_tags, step_run
+
+    settings = settings or get_settings()
+    parsed = _parse(spec)
+    record = _read_stage(work_uri, "scores.json", parsed)
+    table = pq.read_table(pa.BufferReader(open_store(work_uri).read_bytes(SCORES_FILE)))
+    candidates = _candidates_from_scores(table, parsed)
+    data_uri, snapshot_id, models = record["data_uri"], record["data_snapshot_id"], record["models"]
+    with Snapshot(data_uri) as snapshot, closing(_raw_connection(snapshot, settings)) as con:
+        scored = {
+            depth: (candidates[depth], economics_at(con, parsed, depth))
+            for depth in parsed.discount_depths
+        }
+    ratio = Interval(*record["model_ratio"]) if record["model_ratio"] else None
     plan = solve(
         parsed.campaign_id,
         scored,
@@ -389,7 +525,7 @@ def plan_campaign(
         "spec": parsed.model_dump(mode="json"),
         "summary": _summary_dict(plan),
         "models": models,
-        "model_error_measured_on": ratio_campaign,
+        "model_error_measured_on": record["model_error_measured_on"],
         "data_uri": data_uri,
         "data_snapshot_id": snapshot_id,
         "code_version": code_version(),
@@ -458,6 +594,40 @@ def plan_campaign(
     }
 
 
+def plan_campaign(
+    spec: CampaignSpec | str | Path | dict[str, Any],
+    data_uri: str,
+    out_uri: str | None = None,
+    campaign_id: str | None = None,
+    parent_run_id: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Plan a campaign in one call: :func:`campaign_features`, :func:`score_campaign`, then
+    :func:`plan_from_scores` (the campaign DAG runs them as separate tasks).
+
+    Args:
+        spec: the campaign spec (a parsed spec, a mapping such as the DAG's form, or a JSON or
+            YAML file).
+        data_uri: the raw snapshot to score on (its as-of time must not be after the start).
+        out_uri: the plan folder (default: ``plans/<campaign_id>`` in the lake).
+        campaign_id: the campaign the caller means; refused when the spec names another.
+        parent_run_id: a pipeline run to nest the planning run under.
+        settings: runtime settings (default from the environment).
+
+    Returns:
+        The plan URI, the MLflow run id, the expected spend and margin, and the models used.
+
+    Raises:
+        SpecError: the spec is invalid or does not fit the data (before any work).
+        RegistryError: a champion the plan needs is not set.
+    """
+    settings = settings or get_settings()
+    parsed = _parse(spec)
+    work = campaign_features(parsed, data_uri, campaign_id, settings)["work_uri"]
+    score_campaign(parsed, work, settings)
+    return plan_from_scores(parsed, work, out_uri, parent_run_id, settings)
+
+
 # --- What the campaign DAG calls around the plan -------------------------------------------
 
 DRAFTS_PREFIX = "plan-drafts"
@@ -474,9 +644,8 @@ def spec_from_form(form: dict[str, Any]) -> dict[str, Any]:
     Raises:
         SpecError: naming each field that is wrong.
     """
-    from flashsale_ml.planning.spec import parse_spec
-
     from flashsale_ml.contract import PROMO_TYPES
+    from flashsale_ml.planning.spec import parse_spec
 
     # A type the form has no cost field for is unknown: give it a cost so the spec's check
     # names it as an unknown type rather than as a missing number.
@@ -527,6 +696,20 @@ def draft_plan(
     campaign = spec["campaign_id"]
     out = open_store(settings.lake_uri).uri(f"{DRAFTS_PREFIX}/{campaign}")
     return plan_campaign(spec, data_uri, out, campaign_id, parent_run_id, settings)
+
+
+def draft_from_scores(
+    spec: dict[str, Any],
+    work_uri: str,
+    parent_run_id: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """:func:`plan_from_scores` into the campaign's draft folder, for approval."""
+    from flashsale_ml.storage import open_store
+
+    settings = settings or get_settings()
+    out = open_store(settings.lake_uri).uri(f"{DRAFTS_PREFIX}/{spec['campaign_id']}")
+    return plan_from_scores(spec, work_uri, out, parent_run_id, settings)
 
 
 def publish_plan(
