@@ -112,9 +112,57 @@ def _model_calibration(settings: Settings, data_uri: str, campaign_id: str, labe
         )
     notes.append(
         "Model accountability: predictions are the champion's at evaluation time, scored on "
-        "the point-in-time features of the campaign's start; no plan recorded predictions yet."
+        "the point-in-time features of the campaign's start."
     )
     return tuple(calibrations), tuple(notes)
+
+
+def _plan_accountability(
+    settings: Settings, campaign_id: str, labels
+) -> tuple[tuple[str, ...], dict[str, float]]:
+    """The published plan's predictions against what its users then did: per promotion type,
+    the mean uplift the plan expected for its treated users against the realized difference
+    in buying during the sale (treated minus control, with a 95 % Welch interval). Returns
+    (notes, metrics); nothing when no plan of this campaign was published."""
+    import numpy as np
+
+    from flashsale_ml.contract import CONTROL_ARM
+    from flashsale_ml.evaluation.effects import Moments, welch_difference
+    from flashsale_ml.planning.output import PlanNotCommittedError, read_plan, read_plan_table
+    from flashsale_ml.storage import open_store
+
+    if "sale_conversion" not in labels.names():
+        return (), {}
+    plan_uri = open_store(settings.lake_uri).uri(f"plans/{campaign_id}")
+    try:
+        plan = read_plan(plan_uri)
+    except PlanNotCommittedError:
+        return (), {}
+    predictions = read_plan_table(plan_uri, "predictions").to_pandas()
+    outcomes = labels.columns("user_id", "arm", "sale_conversion").to_pandas()
+    control = outcomes.loc[outcomes["arm"] == CONTROL_ARM, "sale_conversion"].to_numpy(float)
+    notes, metrics = [], {}
+    for arm in sorted(set(outcomes["arm"]) - {CONTROL_ARM}):
+        treated = outcomes[outcomes["arm"] == arm]
+        expected = treated.merge(
+            predictions[predictions["arm"] == arm][["user_id", "uplift"]], on="user_id"
+        )
+        if expected.empty or len(control) < 2 or len(treated) < 2:
+            continue
+        y = treated["sale_conversion"].to_numpy(float)
+        realized = welch_difference(Moments.from_arrays(y), Moments.from_arrays(control))
+        predicted = float(np.mean(expected["uplift"]))
+        metrics[f"plan.predicted_uplift.{arm}"] = predicted
+        metrics[f"plan.realized_uplift.{arm}"] = realized.estimate
+        inside = realized.low <= predicted <= realized.high
+        notes.append(
+            f"Plan accountability ({arm}): the plan ({', '.join(plan['models'].values())}) "
+            f"expected +{predicted:.4f} purchases per treated user during the sale; realized "
+            f"{realized.estimate:+.4f} (95 % interval {realized.low:+.4f} to "
+            f"{realized.high:+.4f}), so the prediction was "
+            f"{'within' if inside else 'outside'} the interval."
+        )
+    return tuple(notes), metrics
 
 
 def _metrics_of(evaluation) -> dict[str, float]:
@@ -250,11 +298,14 @@ def evaluate_campaign(
             set(snapshot.tables),
         )
         calibrations, notes = _model_calibration(settings, data_uri, campaign_id, labels)
+        plan_notes, plan_metrics = _plan_accountability(settings, campaign_id, labels)
         evaluation = replace(
-            evaluation, calibration=calibrations, notes=(*evaluation.notes, *notes)
+            evaluation,
+            calibration=calibrations,
+            notes=(*evaluation.notes, *notes, *plan_notes),
         )
         # The labels are written from DuckDB in batches, so the connection stays open.
-        return _record(settings, evaluation, labels, data_uri, out_uri, parent_run_id)
+        return _record(settings, evaluation, labels, data_uri, out_uri, parent_run_id, plan_metrics)
 
 
 def _earlier_evaluation(store, campaign_id: str, data_uri: str) -> dict[str, Any] | None:
@@ -283,7 +334,9 @@ def _earlier_evaluation(store, campaign_id: str, data_uri: str) -> dict[str, Any
     return None
 
 
-def _record(settings, evaluation, labels, data_uri, out_uri, parent_run_id) -> dict[str, Any]:
+def _record(
+    settings, evaluation, labels, data_uri, out_uri, parent_run_id, extra_metrics=None
+) -> dict[str, Any]:
     """Write the labels snapshot and the report and log the run, in that order."""
     import tempfile
 
@@ -331,7 +384,7 @@ def _record(settings, evaluation, labels, data_uri, out_uri, parent_run_id) -> d
                 store.write_bytes(f"{report_prefix}/{path.name}", path.read_bytes())
             log_artifacts(tmp, "report")
         report_uri = store.uri(f"{report_prefix}/{files.html.name}")
-        log_metrics(_metrics_of(evaluation))
+        log_metrics({**_metrics_of(evaluation), **(extra_metrics or {})})
         log_json(evaluation.to_dict(), "evaluation/evaluation.json")
         set_tags(
             {
