@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 from flashsale_dag_support import (
     DEFAULT_ARGS,
     LABELS_WRITTEN,
@@ -38,13 +38,34 @@ from flashsale_dag_support import (
     default_args=DEFAULT_ARGS,
     tags=["flashsale", "evaluation"],
     doc_md=__doc__,
+    params={
+        "campaign_ids": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Campaigns (manual runs only)",
+            description="Runs started by the outcomes Asset evaluate what its events name; a "
+            "manual run evaluates these campaigns.",
+        ),
+        "raw_uri": Param(
+            None,
+            type=["null", "string"],
+            title="Raw snapshot (manual runs only)",
+            description="Default: the newest raw snapshot of the lake.",
+        ),
+    },
 )
 def flashsale_post_campaign_eval() -> None:
     @task
     def campaigns_to_evaluate() -> list[dict[str, str]]:
         """Every (campaign, data) pair the triggering Asset events name, once each."""
-        events = get_current_context()["triggering_asset_events"]
+        context = get_current_context()
+        events = context["triggering_asset_events"]
         pairs: dict[str, dict[str, str]] = {}
+        if not events:  # a manual run: the form names the campaigns
+            params = context["params"]
+            raw_uri = params["raw_uri"] or step("latest_raw")
+            return [{"campaign_id": c, "raw_uri": raw_uri} for c in sorted(params["campaign_ids"])]
         for event in events[OUTCOMES_LANDED]:
             extra = event.extra or {}
             for campaign_id in extra.get("campaign_ids", []):
