@@ -61,6 +61,7 @@ airflow-ui: install
 	umask 077 && mkdir -p $(HOME_DIR)/airflow && \
 	PATH="$(abspath $(BIN)):$$PATH" \
 	AIRFLOW_HOME=$(HOME_DIR)/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \

@@ -184,6 +184,8 @@ def airflow_environment(home: Path, dags_folder: Path, tracking_uri: str) -> dic
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW_HOME": str(home / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        # The DAG files import their shared glue from plugins/ (on every component's path).
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(dags_folder.parent / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "FLASHSALE_HOME": str(home),
         "FLASHSALE_MLFLOW_TRACKING_URI": tracking_uri,
