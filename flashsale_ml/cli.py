@@ -196,6 +196,14 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_world(args: argparse.Namespace) -> int:
+    """The simulated world: advance it, playing the published plans whose sale has ended."""
+    from flashsale_ml import steps
+
+    _print(steps.advance_world(args.to))
+    return 0
+
+
 def _map_pair(value: str) -> tuple[str, str]:
     from flashsale_ml.evaluation.external import parse_mapping
 
@@ -515,6 +523,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", required=True, help="name (flashsale-propensity) or kind")
     r.add_argument("--reason", default="manual rollback")
     p.set_defaults(func=cmd_registry)
+
+    p = sub.add_parser("world", help="the simulated world: play published plans, move time on")
+    world = p.add_subparsers(dest="world_command", required=True)
+    w = world.add_parser(
+        "advance",
+        help="extend the newest simulated snapshot to --to, playing every published plan whose "
+        "sale ends by then (idempotent)",
+    )
+    w.add_argument(
+        "--to", required=True, type=_parse_ts, help="UTC time, e.g. 2026-02-15T12:00:00Z"
+    )
+    p.set_defaults(func=cmd_world)
 
     p = sub.add_parser(
         "evaluate", help="measure what a campaign caused against its randomized holdout"

@@ -29,6 +29,12 @@ CONTROL_ARM = "control"
 # Every arm an assignment can have, control first: the one vocabulary of arm codes.
 ARMS: tuple[str, ...] = (CONTROL_ARM, *PROMO_TYPES)
 ORDER_STATUSES = ("completed", "cancelled", "returned")
+# How a campaign's arms were assigned: every eligible user drawn at random into the arms in
+# the designed shares, or a plan's targeting with a randomized holdout (control) among the
+# users it targets. Null means randomized (data from before the column existed).
+RANDOMIZED = "randomized"
+TARGETED = "targeted"
+CAMPAIGN_DESIGNS = (RANDOMIZED, TARGETED)
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,15 @@ CAMPAIGNS = TableContract(
         Column("discount_depth", pa.float64(), min_value=0.0),
         Column("budget", pa.float64(), min_value=0.0),
         Column("holdout_share", pa.float64(), min_value=0.0),
+        Column(
+            "design",
+            pa.string(),
+            nullable=True,
+            allowed=CAMPAIGN_DESIGNS,
+            description="'randomized' (arms in their designed shares; null means this too) or "
+            "'targeted' (a plan chose each user's promotion; control is the randomized "
+            "holdout share of the targeted users)",
+        ),
     ),
 )
 
@@ -262,10 +277,16 @@ def contract_for(table: str) -> TableContract:
 def conform(table: str, data: pa.Table) -> pa.Table:
     """Return ``data`` with exactly the contract's columns, in order, cast to its types.
 
+    A missing *nullable* column is added as nulls (a source that does not know it), a missing
+    required one is an error.
+
     Raises:
         ContractViolationError: a column is missing, or a value cannot be cast losslessly.
     """
     contract = contract_for(table)
+    for col in contract.columns:
+        if col.nullable and col.name not in data.column_names:
+            data = data.append_column(col.name, pa.nulls(data.num_rows, col.type))
     missing = [c for c in contract.column_names if c not in data.column_names]
     if missing:
         raise ContractViolationError(

@@ -258,5 +258,51 @@ def test_a_stage_refuses_the_work_of_another_spec(world: dict, planned: dict) ->
     changed = {**world["spec"], "budget": 999.0}
     with pytest.raises(DataError, match="made for another version"):
         steps.plan_from_scores(changed, work["work_uri"], settings=settings)
-    with pytest.raises(DataError, match="has no features.json"):
+    with pytest.raises(DataError, match=r"has no features\.json"):
         steps.score_campaign(world["spec"], (world["work"] / "empty").as_uri(), settings=settings)
+
+
+def test_the_published_plan_plays_out_validates_and_is_evaluated(world: dict) -> None:
+    """The loop without Airflow: plan → publish → the simulated sale → validation of the new
+    data → evaluation of a *targeted* campaign (its holdout tested against the pooled treated
+    users) that holds the plan to account → uplift retraining reads the labels."""
+    from datetime import datetime, timedelta
+
+    from flashsale_ml import steps
+    from flashsale_ml.evaluation.results import LABELS_DATASET
+
+    settings = world["settings"]
+    spec = {**world["spec"], "campaign_id": "fs-loop-1", "budget": 400.0}
+    draft = steps.draft_plan(spec, world["raw_uri"], settings=settings)
+    published = steps.publish_plan(draft["plan_uri"], "fs-loop-1", settings=settings)
+    assert read_plan(published["plan_uri"])["files"] == read_plan(draft["plan_uri"])["files"]
+
+    end = datetime.fromisoformat(spec["end"].replace("Z", "+00:00"))
+    advanced = steps.advance_world(end + timedelta(hours=25), settings=settings)
+    assert advanced["played"] == ["fs-loop-1"] and advanced["evaluable_campaigns"] == ["fs-loop-1"]
+    with Snapshot(advanced["raw_uri"]) as raw:
+        campaign = raw.read_pandas("campaigns").set_index("campaign_id").loc["fs-loop-1"]
+        assigned = raw.read_pandas("assignments")
+    assert campaign["design"] == "targeted"
+    plan_assignments = read_plan_table(published["plan_uri"], "assignments").to_pandas()
+    played = assigned[assigned["campaign_id"] == "fs-loop-1"].sort_values("user_id")
+    assert played["arm"].tolist() == plan_assignments.sort_values("user_id")["arm"].tolist()
+
+    # Raises on any failed check, the per-campaign sample-ratio test among them.
+    steps.validate_data(advanced["raw_uri"], settings=settings)
+    result = steps.evaluate_campaign("fs-loop-1", advanced["raw_uri"], settings=settings)
+    assert result["srm_p_value"] > 1e-3
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    run = mlflow.MlflowClient().get_run(result["mlflow_run_id"])
+    predicted = {k: v for k, v in run.data.metrics.items() if k.startswith("plan.predicted_uplift")}
+    assert predicted, run.data.metrics.keys()
+    # Evaluating again on the same data returns the earlier result, writing nothing new.
+    lake = open_store(settings.lake_uri)
+    from flashsale_ml.datasets import list_snapshots
+
+    before = list_snapshots(lake, LABELS_DATASET)
+    again = steps.evaluate_campaign("fs-loop-1", advanced["raw_uri"], settings=settings)
+    assert again["labels_uri"] == result["labels_uri"] and again["already_evaluated"]
+    assert list_snapshots(lake, LABELS_DATASET) == before

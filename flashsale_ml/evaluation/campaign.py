@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from flashsale_ml.contract import CONTROL_ARM
+from flashsale_ml.contract import CONTROL_ARM, RANDOMIZED, TARGETED
 from flashsale_ml.errors import DataError
 from flashsale_ml.evaluation.effects import (
     Interval,
@@ -68,6 +68,8 @@ class CampaignDesign:
     control: str
     arms: tuple[str, ...]
     holdout_share: float
+    # contract.RANDOMIZED or contract.TARGETED: which sample-ratio test fits the assignment.
+    design: str = "randomized"
 
 
 def _as_utc(value: Any) -> datetime:
@@ -86,8 +88,10 @@ def campaign_design(con, campaign_id: str) -> CampaignDesign:
     Raises:
         DataError: the campaign is not in the snapshot.
     """
+    has_design = "design" in {r[0] for r in con.execute("DESCRIBE campaigns").fetchall()}
     row = con.execute(
-        "SELECT start_ts, end_ts, promo_types, holdout_share FROM campaigns WHERE campaign_id = ?",
+        "SELECT start_ts, end_ts, promo_types, holdout_share, "
+        f"{'design' if has_design else 'NULL'} FROM campaigns WHERE campaign_id = ?",
         [campaign_id],
     ).fetchone()
     if row is None:
@@ -99,7 +103,7 @@ def campaign_design(con, campaign_id: str) -> CampaignDesign:
             f"campaigns.campaign_id: no campaign {campaign_id!r} in the snapshot "
             f"(campaigns: {', '.join(known[:20]) or 'none'})"
         )
-    start, end, promo_types, holdout_share = row
+    start, end, promo_types, holdout_share, design = row
     if not promo_types:
         raise EvaluationIntegrityError(
             "campaigns",
@@ -116,7 +120,13 @@ def campaign_design(con, campaign_id: str) -> CampaignDesign:
             "holdout no effect can be measured",
         )
     return CampaignDesign(
-        campaign_id, _as_utc(start), _as_utc(end), CONTROL_ARM, tuple(promo_types), holdout_share
+        campaign_id,
+        _as_utc(start),
+        _as_utc(end),
+        CONTROL_ARM,
+        tuple(promo_types),
+        holdout_share,
+        design or RANDOMIZED,
     )
 
 
@@ -371,7 +381,18 @@ def evaluate_campaign(
     )
     expected = expected_arm_shares(design.control, design.arms, design.holdout_share)
     check_arms_present(arm_users, list(expected), campaign_id)
-    srm_p = check_sample_ratio(arm_users, expected, campaign_id, config.srm_alpha)
+    if design.design == TARGETED:
+        # A plan chose each user's promotion, so the arms' sizes are the optimizer's; what was
+        # randomized is the holdout among the targeted users: test that split.
+        treated = sum(n for arm, n in arm_users.items() if arm != design.control)
+        srm_p = check_sample_ratio(
+            {design.control: arm_users.get(design.control, 0), "treated (pooled)": treated},
+            {design.control: design.holdout_share, "treated (pooled)": 1 - design.holdout_share},
+            campaign_id,
+            config.srm_alpha,
+        )
+    else:
+        srm_p = check_sample_ratio(arm_users, expected, campaign_id, config.srm_alpha)
 
     sql = per_user_sql(source)
     used = {k: v for k, v in params.items() if f"${k}" in sql or k == "buckets"}

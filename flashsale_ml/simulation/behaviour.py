@@ -260,14 +260,25 @@ def flash_sale(
     campaign: Campaign,
     campaign_index: int,
     rng: np.random.Generator,
+    assigned_arm: np.ndarray | None = None,
 ) -> SaleOutcome:
-    """Assign arms, simulate visits and purchases, then resolve limited stock by arrival time."""
+    """Assign arms, simulate visits and purchases, then resolve limited stock by arrival time.
+
+    ``assigned_arm`` (one arm code per user of ``users``) plays a given assignment instead of
+    drawing a randomized one: a published plan, where users it leaves out carry
+    ``ARM_CONTROL``. No arm is drawn then, so the rest of the draws shift.
+    """
     start, end = campaign.start_offset, campaign.end_offset
     duration = end - start
     eligible = np.flatnonzero((users.signup_offset < start) & (users.churn_offset > end))
     n = len(eligible)
     n_arms = len(ARMS)
-    arm = np.where(rng.random(n) < campaign.holdout_share, ARM_CONTROL, rng.integers(1, n_arms, n))
+    if assigned_arm is None:
+        arm = np.where(
+            rng.random(n) < campaign.holdout_share, ARM_CONTROL, rng.integers(1, n_arms, n)
+        )
+    else:
+        arm = np.asarray(assigned_arm, dtype=np.int64)[eligible]
     probs = true_sale_probabilities(users, items, campaign, eligible)
     p_assigned = probs[np.arange(n), arm]
     bot = users.is_bot[eligible]

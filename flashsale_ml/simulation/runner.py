@@ -125,6 +125,7 @@ def campaigns_table(config: SimulationConfig, campaigns: list[Campaign], items: 
                 "discount_depth": [c.discount_depth for c in campaigns],
                 "budget": [c.budget for c in campaigns],
                 "holdout_share": [c.holdout_share for c in campaigns],
+                "design": [c.design for c in campaigns],
             }
         ),
     )

@@ -160,6 +160,8 @@ class Campaign:
     discount_depth: float
     budget: float
     holdout_share: float
+    # contract.RANDOMIZED (the simulator's own sales) or contract.TARGETED (a played plan)
+    design: str = "randomized"
 
 
 def make_users(config: SimulationConfig) -> Users:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
-from flashsale_ml.contract import CONTRACT, CONTROL_ARM, TS
+from flashsale_ml.contract import CONTRACT, CONTROL_ARM, TARGETED, TS
 from flashsale_ml.validation.gx_suites import SAMPLE_ROWS, ExpectationFailure, _jsonable
 
 
@@ -228,21 +228,32 @@ def experiment_integrity(
             )
         )
 
-    rows = con.execute("""
-        SELECT c.campaign_id, c.holdout_share, c.promo_types, a.arm, count(*) AS n
+    has_design = "design" in {r[0] for r in con.execute("DESCRIBE campaigns").fetchall()}
+    rows = con.execute(f"""
+        SELECT c.campaign_id, c.holdout_share, c.promo_types,
+            {"c.design" if has_design else "NULL"} AS design, a.arm, count(*) AS n
         FROM assignments a JOIN campaigns c USING (campaign_id)
         GROUP BY ALL ORDER BY ALL
     """).fetchall()
-    by_campaign: dict[str, tuple[float, list[str], dict[str, int]]] = {}
-    for campaign_id, holdout, promos, arm, n in rows:
-        by_campaign.setdefault(campaign_id, (holdout, list(promos), {}))[2][arm] = int(n)
-    for campaign_id, (holdout, promos, counts) in by_campaign.items():
+    by_campaign: dict[str, tuple[float, list[str], str | None, dict[str, int]]] = {}
+    for campaign_id, holdout, promos, design, arm, n in rows:
+        by_campaign.setdefault(campaign_id, (holdout, list(promos), design, {}))[3][arm] = int(n)
+    for campaign_id, (holdout, promos, design, counts) in by_campaign.items():
         arms = [CONTROL_ARM, *promos]
-        planned = [holdout] + [(1.0 - holdout) / len(promos)] * len(promos)
-        observed = [counts.get(a, 0) for a in arms]
-        total = sum(observed)
-        if total == 0 or any(a not in arms for a in counts):
+        if any(a not in arms for a in counts):
             continue  # arms outside the plan are reported above
+        if design == TARGETED:
+            # A plan chose the promotions; only the holdout among its targets was randomized.
+            arms = [CONTROL_ARM, "treated (pooled)"]
+            planned = [holdout, 1.0 - holdout]
+            treated = sum(n for a, n in counts.items() if a != CONTROL_ARM)
+            observed = [counts.get(CONTROL_ARM, 0), treated]
+        else:
+            planned = [holdout] + [(1.0 - holdout) / len(promos)] * len(promos)
+            observed = [counts.get(a, 0) for a in arms]
+        total = sum(observed)
+        if total == 0:
+            continue
         _, p_value = chisquare(observed, [total * p for p in planned])
         if p_value < config.srm_alpha:
             failures.append(
