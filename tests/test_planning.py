@@ -456,3 +456,15 @@ def test_intervals_hold_the_estimate_and_widen_with_the_models_error() -> None:
     )
     assert "randomness only" in plain.model_uncertainty
     assert "realized / predicted uplift 2.50" in off.model_uncertainty
+
+
+@pytest.mark.parametrize("factor", [0.01, 0.7, 1.0, 1.3, 50.0])
+def test_a_price_hint_changes_the_speed_not_the_answer(factor: float) -> None:
+    rng = np.random.default_rng(8)
+    values = rng.normal(0.5, 1.0, (400, 3))
+    costs = rng.uniform(0.1, 2.0, (400, 3))
+    plain = solve_budgeted(values, costs, 50.0)
+    hinted = solve_budgeted(values, costs, 50.0, price_hint=plain.price * factor)
+    assert hinted.value == pytest.approx(plain.value, rel=1e-9)
+    assert hinted.lp_bound == pytest.approx(plain.lp_bound, rel=1e-9)
+    assert hinted.spend <= 50.0 + 1e-9

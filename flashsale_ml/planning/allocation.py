@@ -99,6 +99,7 @@ def solve_budgeted(
     costs: np.ndarray,
     budget: float,
     max_iterations: int = 100,
+    price_hint: float | None = None,
 ) -> Allocation:
     """Assign at most one option per user to maximize total value with total cost <= budget.
 
@@ -107,6 +108,8 @@ def solve_budgeted(
         costs: users x options, the cost of each option (>= 0).
         budget: the most the chosen options may cost together.
         max_iterations: bisection steps on the budget's price (each halves the bracket).
+        price_hint: a price near the answer (e.g. a similar problem's): the search brackets
+            it first, which saves full passes over the users when it is close.
 
     Returns:
         An :class:`Allocation` whose spend is at most ``budget``, with its LP bound.
@@ -127,11 +130,19 @@ def solve_budgeted(
         return Allocation(choice, value, spend, budget, value, 0.0, 0)
 
     # Bracket the price: at `low` the choices overspend, at `high` they fit.
-    low, high = 0.0, 1.0
+    low, high = 0.0, (price_hint if price_hint and price_hint > 0 else 1.0)
     high_choice, _ = _choose(values, costs, high)
     while _picked(costs, high_choice).sum() > budget:
         low, high = high, high * 2.0
         high_choice, _ = _choose(values, costs, high)
+    if low == 0.0 and price_hint:
+        # The hint fits: narrow from below while the halved price still fits.
+        while high > 1e-12:
+            trial, _ = _choose(values, costs, high / 2.0)
+            if _picked(costs, trial).sum() > budget:
+                low = high / 2.0
+                break
+            high, high_choice = high / 2.0, trial
     low_choice = choice if low == 0.0 else _choose(values, costs, low)[0]
 
     # Bisect on the users whose choice still differs between the ends; the others are settled

@@ -248,7 +248,10 @@ def plan_at_depth(
         explorer_cost[fits],
     )
     rest = np.setdiff1d(pool, explorers, assume_unique=True)
-    final = solve_budgeted(values[rest], costs[rest], budget - float(explorer_cost.sum()))
+    # Nearly the same problem as the first: start the price search at its price.
+    final = solve_budgeted(
+        values[rest], costs[rest], budget - float(explorer_cost.sum()), price_hint=first.price
+    )
     choice[:] = NONE
     choice[rest] = final.choice
     choice[explorers] = explorer_arm
