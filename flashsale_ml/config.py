@@ -60,6 +60,17 @@ class Settings(BaseSettings):
     )
     mlflow_experiment: str = "flashsale"
     registered_model_prefix: str = "flashsale"
+    airflow_database_url: str = Field(
+        default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
+        description="PostgreSQL server for Airflow's metadata DB, as a SQLAlchemy URL of the "
+        "maintenance database to connect to; the end-to-end tests create (and drop) one fresh "
+        "database per test from it. The demo keeps its embedded SQLite.",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Celery broker of a production-shaped deployment (CeleryExecutor); "
+        "nothing requires it yet.",
+    )
 
     seed: int = Field(default=42, description="Root seed; every random draw derives from it.")
 
