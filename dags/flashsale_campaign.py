@@ -12,7 +12,8 @@ costs, the budget, the holdout and who to exclude.
    point-in-time features as of the start; the champions (by alias) score them; each user
    gets at most one promotion (or none) to maximise expected incremental margin within the
    budget, with a randomized holdout per value segment and an exploration share. The plan is
-   written as a *draft* and logged to MLflow (the task's "MLflow run" button, and its log).
+   written as a *draft* and logged to MLflow (the task's Details → Extra Links → "MLflow run",
+   and its log).
 4. **approve_plan**: a person reads the plan's summary and approves or rejects it under
    **Browse → Required Actions**. Reject skips publishing; no answer before the timeout
    (`FLASHSALE_APPROVAL_TIMEOUT_HOURS`, 24) counts as Reject. The form's *Approve
@@ -93,7 +94,7 @@ def _cost(promo: str, default: float) -> Param:
             items={"type": "integer"},
             minItems=1,
             title="SKUs on sale",
-            description="item_ids of the catalogue, one per line.",
+            description="item_ids of the catalogue, as a JSON list: [1000000, 1000001].",
             section="Campaign",
         ),
         "discount_depths": Param(
@@ -110,6 +111,9 @@ def _cost(promo: str, default: float) -> Param:
             ["pct_discount", "gift_with_purchase", "timed_coupon"],
             type="array",
             items={"type": "string", "enum": list(PROMOTION_LABELS)},
+            # `examples` makes the UI draw a multi-select with the labels below; `items.enum`
+            # is what validates.
+            examples=list(PROMOTION_LABELS),
             uniqueItems=True,
             minItems=1,
             values_display=PROMOTION_LABELS,

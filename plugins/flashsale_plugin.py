@@ -3,7 +3,7 @@ on every task that logged one.
 
 A task that logged to MLflow stores its run's URL as an XCom under
 :data:`flashsale_dag_support.MLFLOW_LINK_KEY`; the global extra link reads it back in the API
-server, so the button appears on the task's page next to its logs.
+server, so the button appears on the task's page (Details → Extra Links).
 """
 
 from __future__ import annotations
