@@ -344,7 +344,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             airflow.run("db", "migrate")
             conf = {"users": args.users, "days": history.days}
             log_path = home / "demo-dag-run.log"
-            if airflow.scheduler_alive():
+            handed_over = airflow.scheduler_alive()
+            if handed_over:
                 print(
                     "  an Airflow scheduler is running on this home (make airflow-ui): handing "
                     f"the run to it, so every task runs once (log: {log_path})",
@@ -358,12 +359,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"DAG run {state}; see {log_path}", file=sys.stderr)
                 return 1
             summary = _demo_summary(server.url, settings)
+            if handed_over:
+                loop = (
+                    "\nThe campaign loop: with this scheduler running, trigger flashsale_campaign "
+                    "in the Airflow UI, approve it under Required Actions, trigger flashsale_world "
+                    "past the sale; evaluation and retraining follow on their own "
+                    "(docs/campaign-loop.md)."
+                )
+            else:
+                loop = _demo_loop(airflow, settings, home)
+            summary += loop
     except demo.DemoError as exc:
         print(f"flashsale demo: {exc}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - started
     print(f"\nDone in {seconds:.0f} s.\n{summary}")
     return 0
+
+
+def _demo_loop(airflow, settings, home: Path) -> str:
+    """The closed loop after training (see :func:`flashsale_ml.demo.run_loop`), in words."""
+    from flashsale_ml import demo
+    from flashsale_ml.steps import latest_raw
+    from flashsale_ml.storage import open_store
+
+    print("  the campaign loop, each step the DAG a scheduler would run:", flush=True)
+    campaign = demo.demo_campaign(latest_raw(settings), settings.evaluation.outcome_window_hours)
+    demo.run_loop(airflow, latest_raw(settings), home, settings.evaluation.outcome_window_hours)
+    lake = open_store(settings.lake_uri)
+    plan = lake.uri(f"plans/{campaign.campaign_id}/summary.md")
+    reports = sorted(
+        k for k in lake.list(f"reports/evaluations/{campaign.campaign_id}/") if k.endswith(".html")
+    )
+    summary_md = lake.read_bytes(f"plans/{campaign.campaign_id}/summary.md").decode()
+    first_lines = "\n".join("    " + line for line in summary_md.splitlines()[:12])
+    return f"""
+The campaign loop ({campaign.campaign_id}): retrained every kind, planned the campaign
+(APPROVED AUTOMATICALLY by the demo's auto_approve flag: in the UI a person approves under
+Required Actions), played the sale in the simulated shop, evaluated it, retrained on its labels.
+  Plan:              {plan}
+{first_lines}
+  Evaluation report: {lake.uri(reports[-1]) if reports else "none"}
+"""
 
 
 def _demo_summary(server_url: str, settings) -> str:

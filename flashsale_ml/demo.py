@@ -190,3 +190,105 @@ def airflow_environment(home: Path, dags_folder: Path, tracking_uri: str) -> dic
         "FLASHSALE_HOME": str(home),
         "FLASHSALE_MLFLOW_TRACKING_URI": tracking_uri,
     }
+
+
+# --- The closed loop, after the training DAG ---------------------------------------------------
+
+RETRAIN_DAG = "flashsale_presale_retrain"
+CAMPAIGN_DAG = "flashsale_campaign"
+WORLD_DAG = "flashsale_world"
+EVALUATION_DAG = "flashsale_post_campaign_eval"
+
+
+def run_dag_test(airflow: AirflowCli, dag_id: str, conf: dict[str, Any], log_path: Path) -> str:
+    """``airflow dags test`` of any DAG; returns ``success`` or ``failed``."""
+    with log_path.open("w") as log_file:
+        run = subprocess.run(
+            [airflow.executable, "dags", "test", dag_id, "-c", json.dumps(conf)],
+            env=airflow.env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    return "success" if run.returncode == 0 else "failed"
+
+
+@dataclass(frozen=True)
+class DemoCampaign:
+    """The campaign the demo plans: the evening after the data ends, on the first SKUs."""
+
+    campaign_id: str
+    form: dict[str, Any]
+    outcomes_closed_at: str  # when the sale's outcome window has closed (the world goes there)
+
+
+def demo_campaign(raw_uri: str, outcome_window_hours: float) -> DemoCampaign:
+    from datetime import datetime, timedelta
+
+    from flashsale_ml.datasets import Snapshot
+
+    with Snapshot(raw_uri) as raw:
+        as_of = datetime.fromisoformat(raw.manifest.metadata["data_as_of"])
+        skus = sorted(raw.read_table("items", ["item_id"]).column(0).to_pylist())[:8]
+    start = (as_of + timedelta(days=1)).replace(hour=19, minute=0, second=0, microsecond=0)
+    end = start + timedelta(hours=2)
+    campaign_id = f"demo-{start:%Y%m%d}"
+    form = {
+        "campaign_id": campaign_id,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "skus": skus,
+        "discount_depths": [0.2, 0.3],
+        "promotion_types": ["pct_discount", "gift_with_purchase", "timed_coupon"],
+        "pct_discount_unit_cost": 4.0,
+        "gift_with_purchase_unit_cost": 6.0,
+        "timed_coupon_unit_cost": 3.0,
+        "budget": 500.0,
+        "holdout_fraction": 0.1,
+        "exploration_share": 0.1,
+        "exclude_bots": True,
+        "excluded_user_ids": [],
+        "auto_approve": True,
+    }
+    closed = end + timedelta(hours=outcome_window_hours + 1)
+    return DemoCampaign(campaign_id, form, closed.isoformat())
+
+
+def run_loop(
+    airflow: AirflowCli, raw_uri: str, home: Path, outcome_window_hours: float
+) -> list[str]:
+    """Retrain every kind, plan a campaign (approved automatically, and said so), let the
+    simulated sale happen, evaluate it, and retrain on its labels: each an ``airflow dags
+    test`` of the DAG a scheduler would run. Returns what happened, line by line.
+
+    Raises:
+        DemoError: a DAG run failed (its log is named).
+    """
+    campaign = demo_campaign(raw_uri, outcome_window_hours)
+    steps = [
+        (RETRAIN_DAG, {"deep_epochs": 1}, "retraining every model kind (uplift too)"),
+        (
+            CAMPAIGN_DAG,
+            campaign.form,
+            f"campaign {campaign.campaign_id}: plan APPROVED AUTOMATICALLY (demo flag "
+            "auto_approve; in the UI a person approves under Required Actions)",
+        ),
+        (WORLD_DAG, {"to": campaign.outcomes_closed_at}, "the simulated sale happens"),
+        (
+            EVALUATION_DAG,
+            {"campaign_ids": [campaign.campaign_id]},
+            "evaluating what the campaign caused (a scheduler starts this on the outcomes Asset)",
+        ),
+        (
+            RETRAIN_DAG,
+            {"deep_epochs": 1},
+            "retraining on the campaign's labels (a scheduler starts this on the labels Asset)",
+        ),
+    ]
+    done = []
+    for n, (dag_id, conf, what) in enumerate(steps, start=1):
+        log_path = home / f"demo-loop-{n}-{dag_id}.log"
+        print(f"  loop {n}/{len(steps)}: {what} ({dag_id}, log: {log_path})...", flush=True)
+        if run_dag_test(airflow, dag_id, conf, log_path) != "success":
+            raise DemoError(f"{dag_id} failed; see {log_path}")
+        done.append(f"{dag_id}: {what}")
+    return done
