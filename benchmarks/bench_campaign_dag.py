@@ -74,23 +74,22 @@ def main(argv: list[str] | None = None) -> int:
         with Snapshot(shop.raw_uri) as raw:
             as_of = datetime.fromisoformat(raw.manifest.metadata["data_as_of"])
         start = (as_of + timedelta(days=1)).replace(hour=19, tzinfo=UTC)
-        form = {
-            "campaign_id": "bench-campaign",
-            "start": start.isoformat(),
-            "end": (start + timedelta(hours=2)).isoformat(),
-            "skus": [1000000 + i for i in range(8)],
-            "discount_depths": [0.2, 0.3],
-            "promotion_types": ["pct_discount", "gift_with_purchase", "timed_coupon"],
-            "pct_discount_unit_cost": 4.0,
-            "gift_with_purchase_unit_cost": 6.0,
-            "timed_coupon_unit_cost": 3.0,
-            "budget": 500.0 * args.users / 4_000,
-            "holdout_fraction": 0.1,
-            "exploration_share": 0.1,
-            "exclude_bots": True,
-            "excluded_user_ids": [],
-            "auto_approve": True,
-        }
+        form = steps.form_from_spec(
+            {
+                "campaign_id": "bench-campaign",
+                "start": start.isoformat(),
+                "end": (start + timedelta(hours=2)).isoformat(),
+                "skus": [1000000 + i for i in range(8)],
+                "promotions": {
+                    "pct_discount": 4.0,
+                    "gift_with_purchase": 6.0,
+                    "timed_coupon": 3.0,
+                },
+                "discount_depths": [0.2, 0.3],
+                "budget": 500.0 * args.users / 4_000,
+            },
+            auto_approve=True,
+        )
         env = {
             "FLASHSALE_STORAGE_ROOT": lake_uri,
             "FLASHSALE_MLFLOW_TRACKING_URI": server.url,

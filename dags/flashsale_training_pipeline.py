@@ -30,41 +30,17 @@ Each task imports `flashsale_ml` inside its body and calls exactly one function 
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
+from flashsale_dag_support import DEFAULT_ARGS, step
 
 # Light (no LightGBM, torch, DuckDB or MLflow): the list of model kinds and their branches.
 from flashsale_ml.models import training_branches
 
-
-def _step(step_name: str, /, *args: Any, **kwargs: Any) -> Any:
-    """Call ``flashsale_ml.steps.<step_name>``; a data error fails the task at once, no retries.
-
-    Retrying bad data only delays the red light (a drift-gate failure used to take 5 minutes
-    of back-off to turn red); transient faults keep the task's retries.
-    """
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from flashsale_ml import steps
-    from flashsale_ml.errors import DataError
-
-    try:
-        return getattr(steps, step_name)(*args, **kwargs)
-    except DataError as exc:
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
-
-
-DEFAULT_ARGS = {
-    "owner": "flashsale-ml",
-    "retries": 2,
-    # Overridable so end-to-end tests do not sit out minutes of back-off on a failure.
-    "retry_delay": timedelta(seconds=int(os.environ.get("FLASHSALE_TASK_RETRY_DELAY_S", "60"))),
-    "retry_exponential_backoff": True,
-    "execution_timeout": timedelta(hours=2),
-}
+# The data-error-fails-at-once call and the retry defaults every flashsale DAG shares.
+_step = step
 
 
 @dag(

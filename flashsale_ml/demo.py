@@ -225,6 +225,7 @@ def demo_campaign(raw_uri: str, outcome_window_hours: float) -> DemoCampaign:
     from datetime import datetime, timedelta
 
     from flashsale_ml.datasets import Snapshot
+    from flashsale_ml.steps.planning import form_from_spec
 
     with Snapshot(raw_uri) as raw:
         as_of = datetime.fromisoformat(raw.manifest.metadata["data_as_of"])
@@ -232,23 +233,18 @@ def demo_campaign(raw_uri: str, outcome_window_hours: float) -> DemoCampaign:
     start = (as_of + timedelta(days=1)).replace(hour=19, minute=0, second=0, microsecond=0)
     end = start + timedelta(hours=2)
     campaign_id = f"demo-{start:%Y%m%d}"
-    form = {
-        "campaign_id": campaign_id,
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "skus": skus,
-        "discount_depths": [0.2, 0.3],
-        "promotion_types": ["pct_discount", "gift_with_purchase", "timed_coupon"],
-        "pct_discount_unit_cost": 4.0,
-        "gift_with_purchase_unit_cost": 6.0,
-        "timed_coupon_unit_cost": 3.0,
-        "budget": 500.0,
-        "holdout_fraction": 0.1,
-        "exploration_share": 0.1,
-        "exclude_bots": True,
-        "excluded_user_ids": [],
-        "auto_approve": True,
-    }
+    form = form_from_spec(
+        {
+            "campaign_id": campaign_id,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "skus": skus,
+            "promotions": {"pct_discount": 4.0, "gift_with_purchase": 6.0, "timed_coupon": 3.0},
+            "discount_depths": [0.2, 0.3],
+            "budget": 500.0,
+        },
+        auto_approve=True,
+    )
     closed = end + timedelta(hours=outcome_window_hours + 1)
     return DemoCampaign(campaign_id, form, closed.isoformat())
 

@@ -19,18 +19,17 @@ from flashsale_ml.config import Settings
 from flashsale_ml.contract import CONTROL_ARM, check_schema
 from flashsale_ml.datasets import Snapshot
 from flashsale_ml.planning.output import read_plan, read_plan_table
-from flashsale_ml.simulation import SimulationConfig, simulate
 from flashsale_ml.storage import open_store
+from tests.shop_helpers import PLANNING_SHOP, shop_with_champions
 
 pytestmark = pytest.mark.slow
 
-SHOP = SimulationConfig(users=4_000, days=35, seed=11, sale_stock_factor=1000)
+SHOP = PLANNING_SHOP
 PLAN_FILES = ("targeting.parquet", "assignments.parquet", "predictions.parquet", "summary.md")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from flashsale_ml import steps
 
     work = tmp_path_factory.mktemp("planning")
     settings = Settings(
@@ -39,18 +38,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
         mlflow_tracking_uri=f"sqlite:///{work}/m.db",
         threads=2,
     )
-    lake = open_store(settings.lake_uri)
-    shop = simulate(SHOP, lake)
-    steps.validate_data(shop.raw_uri, settings=settings)
-    features = steps.build_features(shop.raw_uri, settings=settings)
-    versions = {}
-    for kind, flavor in (("propensity", "lgbm"), ("uplift", "s")):
-        trained = steps.train_model(features, kind, flavor, settings=settings)
-        registered = steps.register_model(trained["run_id"], kind, settings=settings)
-        decision = steps.promote_model(registered["version"], kind, settings=settings)
-        assert decision["promoted"], decision
-        versions[kind] = registered["version"]
-    with Snapshot(shop.raw_uri) as raw:
+    made = shop_with_champions(settings, SHOP)
+    shop_uri, versions = made["raw_uri"], made["versions"]
+    with Snapshot(shop_uri) as raw:
         items = raw.read_pandas("items")
         as_of = raw.manifest.metadata["data_as_of"]
     spec = {
@@ -68,7 +58,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     spec_path.write_text(json.dumps(spec))
     return {
         "settings": settings,
-        "raw_uri": shop.raw_uri,
+        "raw_uri": shop_uri,
         "spec": spec,
         "spec_path": spec_path,
         "versions": versions,

@@ -151,3 +151,25 @@ def test_presale_timetable_runs_daily_and_before_each_campaign(tmp_path) -> None
     ]
     assert result["roundtrip"] is True
     assert "6 h before each of 2 calendar campaign(s)" in result["description"]
+
+
+def test_form_from_spec_is_the_inverse_of_spec_from_form() -> None:
+    from flashsale_ml.planning.spec import parse_spec
+    from flashsale_ml.steps.planning import form_from_spec
+
+    spec = {
+        "campaign_id": "fs-roundtrip",
+        "start": "2026-03-07T19:00:00Z",
+        "end": "2026-03-07T21:00:00Z",
+        "skus": [3, 1, 2],
+        "promotions": {"timed_coupon": 2.5, "gift_with_purchase": 6.0},
+        "discount_depths": [0.3, 0.2],
+        "budget": 123.0,
+        "holdout_fraction": 0.2,
+        "exploration_share": 0.05,
+        "exclusions": {"user_ids": [9, 7], "bots": False},
+    }
+    form = form_from_spec(spec, auto_approve=True)
+    assert form["auto_approve"] is True
+    assert form["promotion_types"] == ["gift_with_purchase", "timed_coupon"]
+    assert spec_from_form(form) == parse_spec(spec).model_dump(mode="json")

@@ -672,6 +672,29 @@ def spec_from_form(form: dict[str, Any]) -> dict[str, Any]:
     return parse_spec(payload, source="the campaign form").model_dump(mode="json")
 
 
+def form_from_spec(spec: dict[str, Any], auto_approve: bool = False) -> dict[str, Any]:
+    """The campaign DAG's trigger form filled in from a spec: the payload the UI posts (what a
+    demo, a benchmark or a test sends); :func:`spec_from_form` turns it back into the spec."""
+    from flashsale_ml.planning.spec import parse_spec
+
+    checked = parse_spec(spec).model_dump(mode="json")
+    return {
+        "campaign_id": checked["campaign_id"],
+        "start": checked["start"],
+        "end": checked["end"],
+        "skus": checked["skus"],
+        "discount_depths": checked["discount_depths"],
+        "promotion_types": list(checked["promotions"]),
+        **{f"{promo}_unit_cost": cost for promo, cost in checked["promotions"].items()},
+        "budget": checked["budget"],
+        "holdout_fraction": checked["holdout_fraction"],
+        "exploration_share": checked["exploration_share"],
+        "exclude_bots": checked["exclusions"]["bots"],
+        "excluded_user_ids": checked["exclusions"]["user_ids"],
+        "auto_approve": auto_approve,
+    }
+
+
 def latest_raw(settings: Settings | None = None) -> str:
     """The newest committed raw snapshot of the lake (what a campaign is planned on)."""
     from flashsale_ml.datasets import resolve_snapshot_uri

@@ -22,6 +22,7 @@ import pytest
 from flashsale_ml.config import Settings
 from flashsale_ml.devstack import AirflowStack, MlflowServer, S3Server
 from tests.airflow_env import DAGS_FOLDER, PLUGINS_FOLDER
+from tests.shop_helpers import PLANNING_SHOP, shop_with_champions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -29,9 +30,8 @@ CAMPAIGN = "flashsale_campaign"
 WORLD = "flashsale_world"
 EVALUATION = "flashsale_post_campaign_eval"
 RETRAIN = "flashsale_presale_retrain"
-# 4,000 users x 35 days, five weekly sales (stock never caps a purchase): small enough for CI,
-# large enough that the S-learner passes the uplift gates (as tests/test_planning_step.py).
-USERS, DAYS, SEED = 4_000, 35, 11
+# The shop of tests/shop_helpers.py (4,000 users x 35 days): small enough for CI, large
+# enough that the S-learner passes the uplift gates.
 START = datetime(2026, 2, 14, 19, tzinfo=UTC)  # the data ends 2026-02-09
 END = START + timedelta(hours=2)
 # Campaigns of the other tests start after whatever time the loop test moves the world to
@@ -44,33 +44,24 @@ LATER = {
 
 def form(campaign_id: str, **changes) -> dict:
     """The trigger form's payload, as the UI posts it (every field, typed)."""
-    payload = {
+    from flashsale_ml.steps import form_from_spec
+
+    spec = {
         "campaign_id": campaign_id,
         "start": START.isoformat(),
         "end": END.isoformat(),
         "skus": [1000000 + i for i in range(8)],
+        "promotions": {"pct_discount": 4.0, "gift_with_purchase": 6.0, "timed_coupon": 3.0},
         "discount_depths": [0.2, 0.3],
-        "promotion_types": ["pct_discount", "gift_with_purchase", "timed_coupon"],
-        "pct_discount_unit_cost": 4.0,
-        "gift_with_purchase_unit_cost": 6.0,
-        "timed_coupon_unit_cost": 3.0,
         "budget": 300.0,
-        "holdout_fraction": 0.1,
-        "exploration_share": 0.1,
-        "exclude_bots": True,
-        "excluded_user_ids": [],
-        "auto_approve": False,
     }
-    return {**payload, **changes}
+    # The changes go into the form as sent, unchecked (a bad form must reach the DAG).
+    return {**form_from_spec(spec), **changes}
 
 
 @pytest.fixture(scope="module")
 def loop(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory):
     """Champions trained on a simulated shop in S3, then a real Airflow over the four DAGs."""
-    from flashsale_ml import steps
-    from flashsale_ml.simulation import SimulationConfig, simulate
-    from flashsale_ml.storage import open_store
-
     work = tmp_path_factory.mktemp("loop")
     bucket = f"loop-{uuid.uuid4().hex[:8]}"
     s3_server.create_bucket(bucket)
@@ -96,19 +87,10 @@ def loop(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory):
         with pytest.MonkeyPatch.context() as patch:
             for name, value in s3_env.items():
                 patch.setenv(name, value)
-            config = SimulationConfig(
-                users=USERS, days=DAYS, seed=SEED, sale_stock_factor=1000, pseudonym_key=key
+            shop = shop_with_champions(
+                settings, PLANNING_SHOP.model_copy(update={"pseudonym_key": key})
             )
-            shop = simulate(config, open_store(settings.lake_uri))
-            steps.validate_data(shop.raw_uri, settings=settings)
-            features = steps.build_features(shop.raw_uri, settings=settings)
-            champions = {}
-            for kind, flavor in (("propensity", "lgbm"), ("uplift", "s")):
-                trained = steps.train_model(features, kind, flavor, settings=settings)
-                version = steps.register_model(trained["run_id"], kind, settings=settings)
-                decision = steps.promote_model(version["version"], kind, settings=settings)
-                assert decision["promoted"], decision
-                champions[kind] = version["version"]
+            champions = shop["versions"]
             with AirflowStack(work, DAGS_FOLDER, PLUGINS_FOLDER, env=env, parallelism=4) as stack:
                 api = stack.client()
                 for dag_id in (CAMPAIGN, WORLD, EVALUATION, RETRAIN):
@@ -118,7 +100,7 @@ def loop(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory):
                     "stack": stack,
                     "settings": settings,
                     "champions": champions,
-                    "raw_uri": shop.raw_uri,
+                    "raw_uri": shop["raw_uri"],
                     "s3_env": s3_env,
                     "patch": patch,
                 }

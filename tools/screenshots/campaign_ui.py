@@ -52,24 +52,20 @@ def log(message: str) -> None:
 
 
 def form(campaign_id: str = CAMPAIGN_ID) -> dict:
-    """The trigger form's payload, as the UI posts it (tests/e2e/test_campaign_loop_e2e.py)."""
-    return {
-        "campaign_id": campaign_id,
-        "start": START.isoformat(),
-        "end": END.isoformat(),
-        "skus": [1000000 + i for i in range(8)],
-        "discount_depths": [0.2, 0.3],
-        "promotion_types": ["pct_discount", "gift_with_purchase", "timed_coupon"],
-        "pct_discount_unit_cost": 4.0,
-        "gift_with_purchase_unit_cost": 6.0,
-        "timed_coupon_unit_cost": 3.0,
-        "budget": 300.0,
-        "holdout_fraction": 0.1,
-        "exploration_share": 0.1,
-        "exclude_bots": True,
-        "excluded_user_ids": [],
-        "auto_approve": False,
-    }
+    """The trigger form's payload, as the UI posts it."""
+    from flashsale_ml.steps import form_from_spec
+
+    return form_from_spec(
+        {
+            "campaign_id": campaign_id,
+            "start": START.isoformat(),
+            "end": END.isoformat(),
+            "skus": [1000000 + i for i in range(8)],
+            "promotions": {"pct_discount": 4.0, "gift_with_purchase": 6.0, "timed_coupon": 3.0},
+            "discount_depths": [0.2, 0.3],
+            "budget": 300.0,
+        }
+    )
 
 
 def build_world(work: Path, tracking_uri: str) -> dict[str, str]:
