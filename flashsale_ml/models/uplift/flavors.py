@@ -1,4 +1,4 @@
-"""The uplift kind's flavors: one per meta-learner (``dr``, ``x``, ``t``, and the ``s``
+"""The uplift kind's flavors: one per meta-learner (``xl``, ``dr``, ``x``, ``t``, and the ``s``
 baseline), each with LightGBM base learners (see :mod:`.learners`)."""
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PIP_REQUIREMENTS = ("lightgbm", "pandas", "numpy", "pyarrow", "pydantic")
-LEARNER_NAMES = {"dr": "DR-learner", "x": "X-learner", "t": "T-learner", "s": "S-learner"}
+LEARNER_NAMES = {
+    "xl": "X-learner (log-odds)",
+    "dr": "DR-learner",
+    "x": "X-learner",
+    "t": "T-learner",
+    "s": "S-learner",
+}
 
 
 def expand_by_arm(rows: pd.DataFrame, arms: tuple[str, ...], control: str) -> pd.DataFrame:
