@@ -63,8 +63,8 @@ MUTATIONS = [
     Mutation(
         "g_population_signup_to_label_end",
         B,
-        "        WHERE $cid::VARCHAR IS NULL AND signup_ts < $as_of",
-        "        WHERE $cid::VARCHAR IS NULL AND signup_ts < $label_end",
+        "        WHERE ($cid::VARCHAR IS NULL OR $everyone::BOOLEAN) AND signup_ts < $as_of",
+        "        WHERE ($cid::VARCHAR IS NULL OR $everyone::BOOLEAN) AND signup_ts < $label_end",
         TESTS,
         "users who sign up during the window join the population",
     ),

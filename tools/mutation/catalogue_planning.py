@@ -1,0 +1,56 @@
+"""Planning bugs (issue 18): a budget broken by exploration, bots targeted, a holdout that is not
+stratified, a plan the dual does not bound, and a targeted campaign judged by an even split.
+Each was put in by hand once and failed the named test; this keeps them caught."""
+
+from tools.mutation.run import Mutation
+
+PLAN = "flashsale_ml/planning/plan.py"
+ALLOCATION = "flashsale_ml/planning/allocation.py"
+EVALUATION = "flashsale_ml/evaluation/campaign.py"
+VALIDATION = "flashsale_ml/validation/relational.py"
+UNIT = "tests/test_planning.py"
+
+MUTATIONS = [
+    Mutation(
+        "a_budget_ignores_exploration_cost",
+        PLAN,
+        "values[rest], costs[rest], budget - float(explorer_cost.sum()), price_hint=first.price",
+        "values[rest], costs[rest], budget, price_hint=first.price",
+        (f"{UNIT}::test_the_budget_holds_and_is_used",),
+        "explorers' random promotions are paid on top of a fully spent budget",
+    ),
+    Mutation(
+        "b_bots_targeted",
+        PLAN,
+        "    role[candidates.is_bot] = EXCLUDED_BOT\n",
+        "",
+        (f"{UNIT}::test_bots_and_excluded_users_are_never_targeted_and_counted",),
+        "accounts flagged as bots get promotions",
+    ),
+    Mutation(
+        "c_holdout_not_stratified",
+        PLAN,
+        "held = stratified_holdout(holdout_draw, candidates.segment[eligible], holdout_fraction)",
+        "held = holdout_draw < holdout_fraction",
+        (f"{UNIT}::test_holdout_is_balanced_across_segments",),
+        "a coin flip per user: segments drift off the holdout fraction",
+    ),
+    Mutation(
+        "d_no_greedy_fill",
+        ALLOCATION,
+        "    choice, upgrades = _greedy_fill(values, costs, choice, budget - spend)\n",
+        "    upgrades = 0\n",
+        (f"{UNIT}::test_knapsack_matches_highs_and_the_exact_optimum",),
+        "the budget left by the dual solution is never spent",
+    ),
+    Mutation(
+        "e_targeted_campaign_even_split_srm",
+        VALIDATION,
+        "        if design == TARGETED:",
+        '        if design == "never":',
+        (
+            "tests/test_planning_step.py::test_the_published_plan_plays_out_validates_and_is_evaluated",
+        ),
+        "a plan's unequal arms trip the even-split sample-ratio test",
+    ),
+]
