@@ -239,9 +239,12 @@ def demo_campaign(raw_uri: str, outcome_window_hours: float) -> DemoCampaign:
             "start": start.isoformat(),
             "end": end.isoformat(),
             "skus": skus,
-            "promotions": {"pct_discount": 4.0, "gift_with_purchase": 6.0, "timed_coupon": 3.0},
-            "discount_depths": [0.2, 0.3],
-            "budget": 500.0,
+            # Cheap promotions and a generous budget: a small simulated shop's uplift models
+            # predict small effects, and the demo needs a plan with a measurable holdout.
+            "promotions": {"pct_discount": 0.5, "gift_with_purchase": 0.8, "timed_coupon": 0.4},
+            "discount_depths": [0.2],
+            "budget": 2_000.0,
+            "holdout_fraction": 0.2,
         },
         auto_approve=True,
     )

@@ -233,7 +233,7 @@ def _append(files: dict[str, list[Path]], table: str, columns: dict) -> None:
     path = files[table][0]
     extra = pa.table(columns)
     base = pq.read_table(path)
-    pq.write_table(pa.concat_tables([base, conform(table, extra.select(base.column_names))]), path)
+    pq.write_table(pa.concat_tables([base, conform(table, extra).select(base.column_names)]), path)
 
 
 def test_orders_accounts_and_sales_after_cutoff_change_no_feature(tmp_path: Path) -> None:

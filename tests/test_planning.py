@@ -468,3 +468,13 @@ def test_a_price_hint_changes_the_speed_not_the_answer(factor: float) -> None:
     assert hinted.value == pytest.approx(plain.value, rel=1e-9)
     assert hinted.lp_bound == pytest.approx(plain.lp_bound, rel=1e-9)
     assert hinted.spend <= 50.0 + 1e-9
+
+
+def test_the_summary_warns_when_the_holdout_cannot_measure_the_campaign() -> None:
+    from flashsale_ml.planning.summary import MIN_MEASURABLE_CONTROL, render_markdown
+
+    tiny = make_plan(budget=5.0).summary
+    ample = make_plan(budget=1_500.0).summary
+    assert tiny.holdout_control_users < MIN_MEASURABLE_CONTROL <= ample.holdout_control_users
+    assert "Warning" in render_markdown(tiny, "a", "b", {}, "s")
+    assert "Warning" not in render_markdown(ample, "a", "b", {}, "s")

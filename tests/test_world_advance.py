@@ -78,7 +78,7 @@ def publish(lake: ObjectStore, campaign_id: str, start: datetime, end: datetime,
             "user_id": np.repeat(user_ids, len(promos)),
             "arm": np.tile(promos, len(user_ids)),
             "p_control": np.full(len(user_ids) * len(promos), 0.05),
-            "uplift": np.full(len(user_ids) * len(promos), 0.01),
+            "incremental_probability": np.full(len(user_ids) * len(promos), 0.01),
         }
     )
     document = {

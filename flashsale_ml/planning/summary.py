@@ -6,6 +6,10 @@ from collections.abc import Mapping
 
 from flashsale_ml.planning.plan import Interval, PlanSummary
 
+# Below this many control users the campaign's evaluation has no power (and under two buckets
+# it refuses): the approver is warned.
+MIN_MEASURABLE_CONTROL = 50
+
 
 def _money(value: float) -> str:
     return f"{value:,.0f}"
@@ -60,6 +64,16 @@ def render_markdown(
         f"- Holdout: {s.holdout_users:,} users held out at random within each value segment; "
         f"{s.holdout_control_users:,} of them would have been targeted and form the control "
         "group that measures the campaign.",
+        *(
+            [
+                "",
+                f"> **Warning:** only {s.holdout_control_users:,} control user(s): too few to "
+                "measure what this campaign causes. Consider a larger budget or holdout, or "
+                "cheaper promotions.",
+            ]
+            if s.holdout_control_users < MIN_MEASURABLE_CONTROL
+            else []
+        ),
         "",
         "### Top segments",
         "",

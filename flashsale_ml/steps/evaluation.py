@@ -145,13 +145,14 @@ def _plan_accountability(
     for arm in sorted(set(outcomes["arm"]) - {CONTROL_ARM}):
         treated = outcomes[outcomes["arm"] == arm]
         expected = treated.merge(
-            predictions[predictions["arm"] == arm][["user_id", "uplift"]], on="user_id"
+            predictions[predictions["arm"] == arm][["user_id", "incremental_probability"]],
+            on="user_id",
         )
         if expected.empty or len(control) < 2 or len(treated) < 2:
             continue
         y = treated["sale_conversion"].to_numpy(float)
         realized = welch_difference(Moments.from_arrays(y), Moments.from_arrays(control))
-        predicted = float(np.mean(expected["uplift"]))
+        predicted = float(np.mean(expected["incremental_probability"]))
         metrics[f"plan.predicted_uplift.{arm}"] = predicted
         metrics[f"plan.realized_uplift.{arm}"] = realized.estimate
         inside = realized.low <= predicted <= realized.high

@@ -252,7 +252,7 @@ def _tables(plan: Plan, spec: CampaignSpec) -> dict[str, pa.Table]:
             "user_id": pa.array(np.repeat(plan.user_ids, k), pa.int64()),
             "arm": pa.array(np.tile(np.asarray(candidates.arms, dtype=object), n), pa.string()),
             "p_control": pa.array(np.repeat(candidates.p_control, k), pa.float64()),
-            "uplift": pa.array(candidates.uplift.reshape(-1), pa.float64()),
+            "incremental_probability": pa.array(candidates.uplift.reshape(-1), pa.float64()),
             "expected_value": pa.array(plan.values.reshape(-1), pa.float64()),
             "expected_cost": pa.array(plan.costs.reshape(-1), pa.float64()),
         }
