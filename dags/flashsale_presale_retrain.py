@@ -23,8 +23,14 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import AssetOrTimeSchedule, Param, dag, get_current_context, task
-from flashsale_dag_support import DEFAULT_ARGS, LABELS_WRITTEN, link_mlflow_run, step
+from airflow.sdk import AssetOrTimeSchedule, dag, get_current_context, task
+from flashsale_dag_support import (
+    DEFAULT_ARGS,
+    LABELS_WRITTEN,
+    deep_model_params,
+    link_mlflow_run,
+    step,
+)
 from flashsale_timetables import PresaleTimetable, load_calendar
 
 # Light (no LightGBM, torch, DuckDB or MLflow): the kinds' retraining branches.
@@ -52,19 +58,7 @@ BRANCHES = [
     default_args=DEFAULT_ARGS,
     tags=["flashsale", "training"],
     doc_md=__doc__,
-    params={
-        "deep_nproc_per_node": Param(
-            2,
-            type="integer",
-            minimum=1,
-            maximum=64,
-            title="Processes per node (deep model)",
-            description="torchrun workers; gloo on CPU, NCCL (one per GPU) on GPU machines.",
-        ),
-        "deep_epochs": Param(
-            4, type="integer", minimum=1, maximum=200, title="Epochs (deep model)"
-        ),
-    },
+    params=deep_model_params(epochs=4),
 )
 def flashsale_presale_retrain() -> None:
     @task

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
-from flashsale_dag_support import DEFAULT_ARGS, step
+from flashsale_dag_support import DEFAULT_ARGS, deep_model_params, step
 
 # Light (no LightGBM, torch, DuckDB or MLflow): the list of model kinds and their branches.
 from flashsale_ml.models import training_branches
@@ -72,25 +72,7 @@ _step = step
             "decides promotion, so at least two weeks.",
             section="Simulated shop",
         ),
-        "deep_nproc_per_node": Param(
-            2,
-            type="integer",
-            minimum=1,
-            maximum=64,
-            title="Processes per node",
-            description="torchrun workers; gloo on CPU, NCCL (one per GPU) on GPU machines.",
-            section="Deep model (DCN-v2, DDP)",
-        ),
-        "deep_epochs": Param(
-            6,
-            type="integer",
-            minimum=1,
-            maximum=200,
-            title="Epochs",
-            description="Upper bound; training stops early when validation loss stops "
-            "improving and keeps the best epoch.",
-            section="Deep model (DCN-v2, DDP)",
-        ),
+        **deep_model_params(epochs=6),
     },
 )
 def flashsale_training_pipeline() -> None:

@@ -63,6 +63,35 @@ def link_mlflow_run(run_id: str | None) -> str | None:
     return url
 
 
+def deep_model_params(epochs: int) -> dict[str, Any]:
+    """The form fields of the deep flavor (DCN-v2 under torchrun) that the training branches'
+    ``params`` name: the same fields in every DAG that trains it."""
+    from airflow.sdk import Param
+
+    section = "Deep model (DCN-v2, DDP)"
+    return {
+        "deep_nproc_per_node": Param(
+            2,
+            type="integer",
+            minimum=1,
+            maximum=64,
+            title="Processes per node",
+            description="torchrun workers; gloo on CPU, NCCL (one per GPU) on GPU machines.",
+            section=section,
+        ),
+        "deep_epochs": Param(
+            epochs,
+            type="integer",
+            minimum=1,
+            maximum=200,
+            title="Epochs",
+            description="Upper bound; training stops early when validation loss stops "
+            "improving and keeps the best epoch.",
+            section=section,
+        ),
+    }
+
+
 DEFAULT_ARGS = {
     "owner": "flashsale-ml",
     "retries": 2,
