@@ -8,10 +8,12 @@ costs, the budget, the holdout and who to exclude.
 1. **check_form**: the form's cross-field rules (end after start, a holdout in (0, 0.5], known
    promotion types...) fail this task at once with a readable message, and nothing runs.
 2. **find_data**, **validate_data**: the newest shop snapshot, validated as for training.
-3. **build_features**, **score_with_champions**, **plan_campaign**: every account's
-   point-in-time features as of the start; the champions (by alias) score them; each user
-   gets at most one promotion (or none) to maximise expected incremental margin within the
-   budget, with a randomized holdout per value segment and an exploration share. The plan is
+3. **build_features**, **score_with_champions**, **forecast_demand**, **plan_campaign**:
+   every account's point-in-time features as of the start; the champions (by alias) score
+   them; each user gets at most one promotion (or none) to maximise expected incremental
+   margin within the budget, with a randomized holdout per value segment and an exploration
+   share. The demand champion forecasts each SKU's P10/P50/P90 at every candidate depth: the
+   plan recommends a depth per SKU and the stock to hold at the service level. The plan is
    written as a *draft* and logged to MLflow (the task's Details → Extra Links → "MLflow run",
    and its log).
 4. **approve_plan**: a person reads the plan's summary and approves or rejects it under
@@ -203,6 +205,14 @@ def flashsale_campaign() -> None:
         return {"work_uri": result["work_uri"], **result["models"]}
 
     @task
+    def forecast_demand(spec: dict[str, Any], work_uri: str) -> dict[str, Any]:
+        """The demand champion forecasts every sale SKU at each candidate depth: the plan's
+        stock and discount sections (without a champion the plan says it has none)."""
+        result = step("forecast_demand", spec, work_uri)
+        print(f"demand forecast: {result}")
+        return result
+
+    @task
     def plan_campaign(spec: dict[str, Any], scored: dict[str, str]) -> dict[str, Any]:
         """Solve the budgeted assignment into the campaign's draft folder."""
         result = step("draft_from_scores", spec, scored["work_uri"])
@@ -250,6 +260,7 @@ def flashsale_campaign() -> None:
     features = build_features(spec, raw)
     validated >> features
     planned = plan_campaign(spec, score_with_champions(spec, features))
+    forecast_demand(spec, features) >> planned
     route = route_approval()
     automatic = auto_approve(planned)
     planned >> route >> [approve_plan, automatic]

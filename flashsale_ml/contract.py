@@ -190,6 +190,26 @@ ASSIGNMENTS = TableContract(
     ),
 )
 
+SALE_STOCK = TableContract(
+    name="sale_stock",
+    description="What the inventory system recorded for each sale item: the units allotted to "
+    "the sale and when they ran out. Sales during a sold-out stretch are censored, not demand; "
+    "the demand model corrects for it (optional: without it demand is taken as observed).",
+    primary_key=("campaign_id", "item_id"),
+    foreign_keys={"campaign_id": "campaigns.campaign_id", "item_id": "items.item_id"},
+    columns=_cols(
+        Column("campaign_id", pa.string()),
+        Column("item_id", pa.int64()),
+        Column("stock_qty", pa.int64(), min_value=0, description="units allotted to the sale"),
+        Column(
+            "sold_out_ts",
+            TS,
+            nullable=True,
+            description="when the last allotted unit sold; null: it did not sell out",
+        ),
+    ),
+)
+
 TRAFFIC = TableContract(
     name="traffic",
     description="Site load per minute, for capacity planning.",
@@ -255,6 +275,7 @@ CONTRACT: dict[str, TableContract] = {
         CAMPAIGNS,
         ASSIGNMENTS,
         TRAFFIC,
+        SALE_STOCK,
         CAMPAIGN_OUTCOMES,
         SHOPPER_SESSIONS,
     )
@@ -262,7 +283,16 @@ CONTRACT: dict[str, TableContract] = {
 
 
 # The tables of a complete shop snapshot (what the simulator writes and the pipeline reads).
-SHOP_TABLES = ("users", "items", "events", "orders", "campaigns", "assignments", "traffic")
+SHOP_TABLES = (
+    "users",
+    "items",
+    "events",
+    "orders",
+    "campaigns",
+    "assignments",
+    "traffic",
+    "sale_stock",
+)
 
 
 def contract_for(table: str) -> TableContract:

@@ -48,7 +48,16 @@ GROUPS = {
     "traffic": (traffic_window, ("ts",)),
 }
 # Tables that get post-cutoff rows below (items have no time: new SKUs stand in).
-DISRUPTED = ("users", "items", "events", "orders", "campaigns", "assignments", "traffic")
+DISRUPTED = (
+    "users",
+    "items",
+    "events",
+    "orders",
+    "campaigns",
+    "assignments",
+    "traffic",
+    "sale_stock",
+)
 ONE_US = timedelta(microseconds=1)
 HUGE = 1_000_000
 
@@ -310,6 +319,24 @@ def _future_rows(con, cutoff: Cutoff, seed: int, tmp: Path) -> tuple[dict[str, P
         ),
     )
 
+    # The future sales' allotments, every SKU sold out a minute after it started.
+    stocked = [(c, s, i) for c, s, _ in future for i in sale_items + new_items + item_ids[:20]]
+    out["sale_stock"] = _write(
+        tmp,
+        "sale_stock",
+        pa.table(
+            {
+                "campaign_id": [c for c, _, _ in stocked],
+                "item_id": pa.array([i for _, _, i in stocked], pa.int64()),
+                "stock_qty": pa.array([1] * len(stocked), pa.int64()),
+                "sold_out_ts": pa.array(
+                    [s + timedelta(minutes=1) for _, s, _ in stocked],
+                    pa.timestamp("us", tz="UTC"),
+                ),
+            }
+        ),
+    )
+
     last_minute = one("SELECT max(ts) FROM traffic")[0][0]
     minutes = [last_minute + timedelta(minutes=k + 1) for k in range(3 * 1440)]
     out["traffic"] = _write(
@@ -338,6 +365,8 @@ def _cut_at(con, cutoff: Cutoff, tmp: Path) -> dict[str, list[Path]]:
         "campaigns": "start_ts <= $t",
         "assignments": "campaign_id IN (SELECT campaign_id FROM campaigns WHERE start_ts <= $t)",
         "traffic": "ts < $t",
+        "sale_stock": "sold_out_ts < $t OR (sold_out_ts IS NULL AND campaign_id IN "
+        "(SELECT campaign_id FROM campaigns WHERE end_ts <= $t))",
     }
     tmp.mkdir(parents=True, exist_ok=True)
     files = {}

@@ -30,3 +30,9 @@ SALE_FEATURES = ("sale_hour", "sale_weekday", "days_to_payday", "days_to_holiday
 # Labels of the propensity table: did the user buy in the label window, and for how much.
 LABEL = "label_purchase"
 REVENUE_LABEL = "label_revenue"
+# Labels of the items table: units sold in the label window; whether the SKU sold out during
+# the sale (its units are then censored by the stock); and the share of the window's
+# unconstrained demand that had arrived when it sold out.
+DEMAND_LABEL = "label_demand_units"
+SOLD_OUT_LABEL = "label_sold_out"
+ARRIVED_SHARE_LABEL = "label_arrived_share_at_sellout"

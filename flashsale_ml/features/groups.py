@@ -9,9 +9,18 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+from flashsale_ml.features.columns import ARRIVED_SHARE_LABEL, DEMAND_LABEL, SOLD_OUT_LABEL
 from flashsale_ml.features.sql import Cutoff, prepare_cutoff
 
-DEMAND_LABEL = "label_demand_units"
+__all__ = [
+    "ARRIVED_SHARE_LABEL",
+    "DEMAND_LABEL",
+    "SOLD_OUT_LABEL",
+    "item_features",
+    "traffic_window",
+    "user_category_affinity",
+]
+
 
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str, cutoff: Cutoff) -> pa.Table:
@@ -23,6 +32,10 @@ def _query(con: duckdb.DuckDBPyConnection, sql: str, cutoff: Cutoff) -> pa.Table
 def item_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
     """Per SKU: popularity and its velocity, conversion, price and discount history, past
     flash-sale performance, stock; label: units sold in the label window (censored by stock).
+
+    Labels of the censoring (see :mod:`flashsale_ml.models.demand.censoring`): whether the item
+    sold out in the sale (``label_sold_out``), where in the window its last sale order fell,
+    and the share of the sale's unconstrained demand that had arrived by then.
 
     ``past_sale_last_order_position`` is where in past sale windows (0 = start, 1 = end) the
     item's last sale order fell, averaged over its past sales: an early last order suggests it
@@ -84,6 +97,37 @@ def item_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
         SELECT item_id, sum(qty) AS units FROM orders
         WHERE ts >= $as_of AND ts < $label_end AND status <> 'cancelled'
         GROUP BY item_id
+    ),
+    -- Censoring of the sale's demand by its stock (labels, read from the label window only).
+    sale_orders AS (
+        SELECT item_id, qty,
+            (epoch_us(ts) - epoch_us($as_of::TIMESTAMPTZ))::DOUBLE
+                / (epoch_us($label_end::TIMESTAMPTZ) - epoch_us($as_of::TIMESTAMPTZ))
+                AS position
+        FROM orders
+        WHERE ts >= $as_of AND ts < $label_end AND status <> 'cancelled'
+            AND campaign_id = $cid::VARCHAR
+    ),
+    -- Sold out: the inventory system saw the sale's allotment run out inside the window.
+    sold_out AS (
+        SELECT item_id,
+            (epoch_us(sold_out_ts) - epoch_us($as_of::TIMESTAMPTZ))::DOUBLE
+                / (epoch_us($label_end::TIMESTAMPTZ) - epoch_us($as_of::TIMESTAMPTZ))
+                AS last_position
+        FROM sale_stock
+        WHERE campaign_id = $cid::VARCHAR AND sold_out_ts >= $as_of AND sold_out_ts < $label_end
+    ),
+    -- When in the window the sale's unconstrained demand arrives: the cumulative share of the
+    -- units of items that did not sell out, by position in the window.
+    arrival AS (
+        SELECT position,
+            sum(qty) OVER (ORDER BY position ROWS UNBOUNDED PRECEDING)::DOUBLE
+                / sum(qty) OVER () AS share
+        FROM sale_orders WHERE item_id NOT IN (SELECT item_id FROM sold_out)
+    ),
+    censoring AS (
+        SELECT s.item_id, s.last_position, a.share
+        FROM sold_out s ASOF LEFT JOIN arrival a ON s.last_position >= a.position
     )
     SELECT
         $cid::VARCHAR AS campaign_id, i.item_id, $as_of::TIMESTAMPTZ AS as_of, i.category,
@@ -98,17 +142,25 @@ def item_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Table:
         a.purchases_30d::DOUBLE / nullif(a.views_30d, 0) AS conversion_30d,
         b.avg_paid_price_30d, b.discount_purchase_share_30d,
         coalesce(p.past_sale_appearances, 0) AS past_sale_appearances,
-        coalesce(p.past_sale_units, 0) AS past_sale_units,
+        coalesce(p.past_sale_units, 0)::BIGINT AS past_sale_units,
         coalesce(p.past_sale_units, 0)::DOUBLE / nullif(p.past_sale_appearances, 0)
             AS past_sale_units_per_appearance,
         p.past_sale_last_order_position,
-        coalesce(d.units, 0) AS {DEMAND_LABEL}
+        i.cost, i.brand, i.title,
+        hour($as_of::TIMESTAMPTZ) AS sale_hour, dayofweek($as_of::TIMESTAMPTZ) AS sale_weekday,
+        month($as_of::TIMESTAMPTZ) AS sale_month,
+        (SELECT count(*) FROM current_sale) AS sale_item_count,
+        coalesce(d.units, 0)::BIGINT AS {DEMAND_LABEL},
+        (c.item_id IS NOT NULL)::INTEGER AS {SOLD_OUT_LABEL},
+        c.last_position AS label_sellout_position,
+        round(c.share, 9) AS {ARRIVED_SHARE_LABEL}
     FROM items i
     LEFT JOIN agg a USING (item_id)
     LEFT JOIN buys b USING (item_id)
     LEFT JOIN current_sale cs USING (item_id)
     LEFT JOIN past p USING (item_id)
     LEFT JOIN demand d USING (item_id)
+    LEFT JOIN censoring c USING (item_id)
     ORDER BY i.item_id
     """
     return _query(con, sql, cutoff)

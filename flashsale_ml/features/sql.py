@@ -53,7 +53,8 @@ def _fill_missing_views(con: duckdb.DuckDBPyConnection, present: set[str]) -> No
     """Let shops without a clickstream or experiments (e.g. Online Retail) use the same SQL.
 
     Without ``events``, completed orders stand in as purchase events (no views or carts);
-    without ``campaigns``/``assignments``, empty tables of the contract's shape.
+    without ``campaigns``/``assignments`` (or the optional ``sale_stock``), empty tables of the
+    contract's shape.
     """
     if "events" not in present and "orders" in present:
         con.execute("""
@@ -63,7 +64,7 @@ def _fill_missing_views(con: duckdb.DuckDBPyConnection, present: set[str]) -> No
                    0::BIGINT AS device_id, 0::BIGINT AS ip_hash
             FROM orders WHERE status <> 'cancelled'
         """)
-    for table in ("campaigns", "assignments", "orders"):
+    for table in ("campaigns", "assignments", "orders", "sale_stock"):
         if table not in present:
             con.register(
                 f"_{table}_empty",

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 @functools.cache
 def _load_kinds() -> dict[str, ModelKind]:
-    from flashsale_ml.models import propensity, uplift
+    from flashsale_ml.models import demand, propensity, uplift
 
-    kinds = (propensity.KIND, uplift.KIND)
+    kinds = (propensity.KIND, uplift.KIND, demand.KIND)
     return {kind.name: kind for kind in kinds}
 
 

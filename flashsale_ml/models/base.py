@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 # the arm named in the frame's ``scored_arm`` column).
 PURCHASE_PROBABILITY = "purchase_probability"
 PURCHASE_UPLIFT = "purchase_uplift"
-PLAN_ROLES = (PURCHASE_PROBABILITY, PURCHASE_UPLIFT)
+# ... and each sale SKU's demand quantiles (P10, P50, P90) at candidate discount depths.
+DEMAND_QUANTILES = "demand_quantiles"
+PLAN_ROLES = (PURCHASE_PROBABILITY, PURCHASE_UPLIFT, DEMAND_QUANTILES)
 
 # The kind's raw feature frame in, one prediction per row out (probabilities, uplifts...).
 Predictor = Callable[["pd.DataFrame"], "np.ndarray"]

@@ -33,6 +33,8 @@ from flashsale_ml.storage import ObjectStore, open_store
 PLAN_FILE = "plan.json"
 LINEAGE_FILE = "lineage.json"
 PLAN_TABLES = ("targeting", "assignments", "predictions")
+# Sections a plan has when their models exist (``stock``: the demand champion's).
+OPTIONAL_TABLES = ("stock",)
 
 
 class PlanNotCommittedError(DataError):
@@ -132,8 +134,15 @@ def read_plan(uri: str) -> dict[str, Any]:
 
 
 def read_plan_table(uri: str, table: str) -> pa.Table:
-    """One table of a committed plan (``targeting``, ``assignments`` or ``predictions``)."""
-    if table not in PLAN_TABLES:
-        raise ValueError(f"a plan has tables {PLAN_TABLES}, not {table!r}")
-    read_plan(uri)
+    """One table of a committed plan (``targeting``, ``assignments``, ``predictions``, and
+    ``stock`` where the plan has that section).
+
+    Raises:
+        ValueError: not a plan table, or a section this plan does not have.
+    """
+    if table not in PLAN_TABLES + OPTIONAL_TABLES:
+        raise ValueError(f"a plan has tables {PLAN_TABLES + OPTIONAL_TABLES}, not {table!r}")
+    plan = read_plan(uri)
+    if table in OPTIONAL_TABLES and table not in plan.get("sections", {}):
+        raise ValueError(f"the plan {uri} has no {table!r} section")
     return pq.read_table(pa.BufferReader(open_store(uri).read_bytes(f"{table}.parquet")))

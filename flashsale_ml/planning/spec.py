@@ -90,6 +90,12 @@ class CampaignSpec(BaseModel):
     )
     exclusions: Exclusions = Field(default_factory=Exclusions)
     max_promotions_per_user: int = Field(default=1)
+    service_level: float = Field(
+        default=0.9,
+        gt=0.0,
+        lt=1.0,
+        description="the stock plan's target: the chance that a SKU's stock covers its demand",
+    )
 
     @field_validator("start", "end")
     @classmethod

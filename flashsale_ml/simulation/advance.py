@@ -68,6 +68,7 @@ from flashsale_ml.simulation.runner import (
     campaigns_table,
     events_table,
     orders_table,
+    sale_stock_table,
     truth_tables,
     users_table,
 )
@@ -627,6 +628,7 @@ def _advance(
 
     campaigns: list[Campaign] = []
     sale_truths: list[SaleOutcome] = []
+    played_sales: list[SaleOutcome] = []
     assignments = []
     for plan in due:
         campaign, sale, truth = _play(world, plan, offset_of)
@@ -641,6 +643,7 @@ def _advance(
         session_max += len(sale.session_starts)
         campaigns.append(campaign)
         sale_truths.append(truth)
+        played_sales.append(sale)
         assignments.append(plan.assignments)
         n_orders = len(orders)
         log.info(
@@ -659,6 +662,7 @@ def _advance(
         "events": [t for t in new_events if t.num_rows],
         "orders": [t for t in new_orders if t.num_rows],
         "traffic": [_traffic(config, lo, hi, ev_times, start_times, order_times)],
+        "sale_stock": [sale_stock_table(config, world.items, played_sales)] if played_sales else [],
     }
     truth_new = truth_tables(config, world.users, world.items, sale_truths)
     played = tuple(c.campaign_id for c in campaigns)

@@ -17,6 +17,7 @@ import pyarrow as pa
 from flashsale_ml.contract import (
     ARMS,
     CHANNELS,
+    CONTRACT,
     DEVICE_TYPES,
     EVENT_TYPES,
     ORDER_STATUSES,
@@ -230,6 +231,32 @@ def _minute_counts(config: SimulationConfig, t: np.ndarray) -> np.ndarray:
     return np.bincount(minute, minlength=n_min).astype(np.int64)
 
 
+def sale_stock_table(config: SimulationConfig, items: Items, sales: list[SaleOutcome]) -> pa.Table:
+    """What the shop's inventory system saw of each sale item: its allotment and when it ran
+    out (observable, unlike the demand that went unmet, which stays in ``demand_truth``)."""
+    parts = []
+    for sale in sales:
+        d = sale.demand
+        sellout = np.asarray(d["sellout_offset"], dtype=float)
+        parts.append(
+            pa.table(
+                {
+                    "campaign_id": pa.array([sale.campaign.campaign_id] * len(d["item_index"])),
+                    "item_id": items.item_id[d["item_index"]],
+                    "stock_qty": np.asarray(d["sale_stock"], dtype=np.int64),
+                    "sold_out_ts": pa.array(
+                        _ts(config, np.nan_to_num(sellout)).to_numpy(zero_copy_only=False),
+                        type=TS,
+                        mask=np.isnan(sellout),
+                    ),
+                }
+            )
+        )
+    if not parts:
+        return conform("sale_stock", CONTRACT["sale_stock"].schema.empty_table())
+    return conform("sale_stock", pa.concat_tables(parts))
+
+
 def truth_tables(
     config: SimulationConfig, users: Users, items: Items, sales: list[SaleOutcome]
 ) -> dict[str, pa.Table]:
@@ -373,6 +400,8 @@ def simulate(
             sessions += _minute_counts(config, sale.session_starts)
             order_counts += _minute_counts(config, sale.orders.t)
         raw.write_table("traffic", traffic_table(config, requests, sessions, order_counts))
+        if sales:  # an optional table: a shop without sales has no allotments to record
+            raw.write_table("sale_stock", sale_stock_table(config, items, sales))
         for name, table in truth_tables(config, users, items, sales).items():
             truth.write_table(name, table)
 

@@ -2,13 +2,15 @@
 
 These are what Airflow tasks and the ``flashsale`` CLI call, organised by workflow:
 :mod:`.data` (simulate or ingest, validate, build features), :mod:`.training` (train,
-register, promote, and the whole pipeline in-process), :mod:`.planning` (a campaign's plan)
+register, promote, and the whole pipeline in-process), :mod:`.planning` (a campaign's plan),
+:mod:`.demand` (its stock and discount sections)
 and :mod:`.evaluation` (what a campaign caused). Each step reads settings from the
 environment unless given some, records what it did on an MLflow run nested under the
 pipeline's run, and hands the next step a URI instead of data.
 """
 
 from flashsale_ml.steps.data import build_features, generate_data, validate_data
+from flashsale_ml.steps.demand import forecast_demand
 from flashsale_ml.steps.evaluation import evaluate_campaign
 from flashsale_ml.steps.planning import (
     campaign_features,
@@ -42,6 +44,7 @@ __all__ = [
     "draft_plan",
     "evaluate_campaign",
     "finish_pipeline",
+    "forecast_demand",
     "form_from_spec",
     "generate_data",
     "latest_raw",

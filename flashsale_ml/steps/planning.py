@@ -385,7 +385,7 @@ def score_campaign(
 
     from flashsale_ml.datasets import Snapshot
     from flashsale_ml.models import kind_for_plan_role
-    from flashsale_ml.models.base import PLAN_ROLES, PURCHASE_UPLIFT
+    from flashsale_ml.models.base import PURCHASE_PROBABILITY, PURCHASE_UPLIFT
     from flashsale_ml.planning.output import parquet_bytes
     from flashsale_ml.scoring import AliasScorer
     from flashsale_ml.storage import open_store
@@ -397,7 +397,7 @@ def score_campaign(
     base = pq.read_table(pa.BufferReader(store.read_bytes(FEATURES_FILE))).to_pandas()
     scorers = {
         role: AliasScorer(kind_for_plan_role(role).name, settings, refresh_interval_s=3600)
-        for role in PLAN_ROLES
+        for role in (PURCHASE_PROBABILITY, PURCHASE_UPLIFT)
     }
     models = {
         kind_for_plan_role(role).name: f"{s.name}/{s.current_version()}"
@@ -476,6 +476,7 @@ def plan_from_scores(
     from flashsale_ml.planning.plan import Interval
     from flashsale_ml.planning.plan import plan_campaign as solve
     from flashsale_ml.planning.summary import render_markdown
+    from flashsale_ml.steps.demand import STOCK_FILE, render_stock_markdown, stock_section
     from flashsale_ml.storage import open_store
     from flashsale_ml.tracking import log_json, log_metrics, log_text, set_tags, step_run
 
@@ -500,13 +501,16 @@ def plan_from_scores(
         key=f"{settings.pseudonym_key}:{settings.seed}",
         model_ratio=ratio,
     )
+    stock_table, stock = stock_section(work_uri, parsed, plan.summary.discount_depth)
+    if stock.get("available"):
+        models = {**models, stock["kind"]: stock["model"]}
     summary_md = render_markdown(
         plan.summary,
         f"{parsed.start:%Y-%m-%d %H:%M} UTC",
         f"{parsed.end:%Y-%m-%d %H:%M} UTC",
         models,
         snapshot_id,
-    )
+    ) + render_stock_markdown(stock, None if stock_table is None else stock_table.to_pandas())
     digest = hashlib.sha256(
         json.dumps(
             {
@@ -531,8 +535,12 @@ def plan_from_scores(
         "code_version": code_version(),
         "config_hash": settings.config_hash(),
         "digest": digest,
-        # Room for the plans of later issues (stock from demand, capacity from traffic).
-        "sections": {"promotions": "targeting.parquet"},
+        # Room for the plans of later issues (capacity from traffic).
+        "sections": {
+            "promotions": "targeting.parquet",
+            **({"stock": STOCK_FILE} if stock_table is not None else {}),
+        },
+        "stock": stock,
     }
     tags = {
         CAMPAIGN_TAG: parsed.campaign_id,
@@ -545,7 +553,10 @@ def plan_from_scores(
         run_id = run.info.run_id
         uri = publish_plan(
             out_uri,
-            _tables(plan, parsed),
+            {
+                **_tables(plan, parsed),
+                **({"stock": stock_table} if stock_table is not None else {}),
+            },
             summary_md,
             document,
             lineage={"mlflow_run_id": run_id, "digest": digest, "data_uri": data_uri},
@@ -567,6 +578,14 @@ def plan_from_scores(
                 "lp_bound": s.lp_bound,
                 "optimality_gap": s.optimality_gap,
                 "discount_depth": s.discount_depth,
+                **(
+                    {
+                        "stock_to_hold": stock["stock_to_hold"],
+                        "expected_units_p50": stock["expected_units_p50"],
+                    }
+                    if stock.get("available")
+                    else {}
+                ),
             }
         )
         log_text(summary_md, "plan/summary.md")
@@ -602,8 +621,9 @@ def plan_campaign(
     parent_run_id: str | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Plan a campaign in one call: :func:`campaign_features`, :func:`score_campaign`, then
-    :func:`plan_from_scores` (the campaign DAG runs them as separate tasks).
+    """Plan a campaign in one call: :func:`campaign_features`, :func:`score_campaign`,
+    :func:`~flashsale_ml.steps.demand.forecast_demand`, then :func:`plan_from_scores` (the
+    campaign DAG runs them as separate tasks).
 
     Args:
         spec: the campaign spec (a parsed spec, a mapping such as the DAG's form, or a JSON or
@@ -623,8 +643,11 @@ def plan_campaign(
     """
     settings = settings or get_settings()
     parsed = _parse(spec)
+    from flashsale_ml.steps.demand import forecast_demand
+
     work = campaign_features(parsed, data_uri, campaign_id, settings)["work_uri"]
     score_campaign(parsed, work, settings)
+    forecast_demand(parsed, work, settings)
     return plan_from_scores(parsed, work, out_uri, parent_run_id, settings)
 
 
