@@ -54,10 +54,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     registered = steps.register_model(trained["run_id"], settings=settings)
     decision = steps.promote_model(registered["version"], "demand", settings=settings)
     assert decision["promoted"], decision["reasons"]
-    planned = steps.plan_campaign(
-        spec, made["raw_uri"], out_uri=(work / "plan-with").as_uri(), settings=settings
-    )
-    return {"no_demand": no_demand, "planned": planned, "spec": spec, "items": items}
+    # Published where the world finds it (<lake>/plans/<campaign>).
+    planned = steps.plan_campaign(spec, made["raw_uri"], settings=settings)
+    return {
+        "no_demand": no_demand,
+        "planned": planned,
+        "spec": spec,
+        "items": items,
+        "settings": settings,
+    }
 
 
 def test_without_a_demand_champion_the_plan_says_so(world: dict) -> None:
@@ -120,3 +125,49 @@ def test_the_recommended_depth_maximises_expected_margin(world: dict) -> None:
         assert (part.sort_values("discount_depth")["p50"].diff().dropna() >= 0).all()
     assert json.loads(json.dumps(plan["stock"]))["service_level"] == 0.95
     assert isinstance(what_if, pd.DataFrame)
+
+
+def test_evaluation_holds_the_forecast_to_account_per_sku(world: dict) -> None:
+    """After the sale: forecast against each SKU's sales, with stock-outs marked, beside the
+    report, as metrics and as a plot on the evaluation run."""
+    from datetime import UTC, datetime
+
+    import mlflow
+
+    from flashsale_ml import steps
+    from flashsale_ml.duck import connect
+    from flashsale_ml.storage import open_store
+
+    settings, campaign = world["settings"], world["spec"]["campaign_id"]
+    advanced = steps.advance_world(datetime(2026, 2, 15, 22, tzinfo=UTC), settings=settings)
+    assert campaign in advanced["played"]
+    result = steps.evaluate_campaign(campaign, advanced["raw_uri"], settings=settings)
+    folder = result["report_uri"].rsplit("/", 1)[0]
+    per_sku = pd.read_csv(
+        pd.io.common.BytesIO(open_store(folder).read_bytes("demand_vs_forecast.csv"))
+    )
+    assert sorted(per_sku["item_id"]) == sorted(world["spec"]["skus"])
+    with Snapshot(advanced["raw_uri"]) as raw:
+        con = connect({t: raw.local_files(t) for t in raw.tables})
+        sold = con.execute(
+            "SELECT item_id, sum(qty)::DOUBLE AS units FROM orders "
+            "WHERE campaign_id = $c AND status <> 'cancelled' GROUP BY item_id",
+            {"c": campaign},
+        ).df()
+        stock = con.execute(
+            "SELECT item_id, sold_out_ts IS NOT NULL AS out FROM sale_stock WHERE campaign_id = $c",
+            {"c": campaign},
+        ).df()
+        con.close()
+    merged = per_sku.merge(sold, on="item_id", how="left").fillna({"units": 0.0})
+    np.testing.assert_allclose(merged["actual_units"], merged["units"])
+    merged = per_sku.merge(stock, on="item_id")
+    assert (merged["sold_out"] == merged["out"]).all()
+    run = mlflow.MlflowClient(settings.mlflow_tracking_uri).get_run(result["mlflow_run_id"])
+    assert run.data.metrics["demand.skus"] == len(world["spec"]["skus"])
+    if (~per_sku["sold_out"]).any() and per_sku.loc[~per_sku["sold_out"], "actual_units"].sum():
+        assert "demand.wape_p50" in run.data.metrics
+    artifacts = mlflow.MlflowClient(settings.mlflow_tracking_uri).list_artifacts(
+        result["mlflow_run_id"], "plots"
+    )
+    assert "plots/demand_forecast_vs_sales.png" in {a.path for a in artifacts}

@@ -17,6 +17,9 @@ from flashsale_ml.tracking import TAG_PREFIX
 
 log = logging.getLogger(__name__)
 
+# The demand forecast against each SKU's sales, beside the evaluation report.
+DEMAND_CSV = "demand_vs_forecast.csv"
+
 CAMPAIGN_TAG = f"{TAG_PREFIX}campaign_id"
 
 
@@ -166,6 +169,71 @@ def _plan_accountability(
     return tuple(notes), metrics
 
 
+def _demand_accountability(
+    settings: Settings, campaign_id: str, con, tables: set[str]
+) -> tuple[tuple[str, ...], dict[str, float], Any]:
+    """The published plan's demand forecast against what each SKU sold in the sale.
+
+    Units sold are the campaign's orders; a SKU the inventory saw sell out (``sale_stock``)
+    is marked, since its sales only bound its demand from below. Returns (notes, metrics,
+    the per-SKU frame); nothing when the plan had no stock section.
+    """
+    import numpy as np
+
+    from flashsale_ml.evaluation.demand import bias, interval_coverage, wape
+    from flashsale_ml.planning.output import PlanNotCommittedError, read_plan, read_plan_table
+    from flashsale_ml.storage import open_store
+
+    plan_uri = open_store(settings.lake_uri).uri(f"plans/{campaign_id}")
+    try:
+        plan = read_plan(plan_uri)
+    except PlanNotCommittedError:
+        return (), {}, None
+    if "stock" not in plan.get("sections", {}):
+        return (), {}, None
+    forecast = read_plan_table(plan_uri, "stock").to_pandas()
+    sold = con.execute(
+        """SELECT item_id, sum(qty)::DOUBLE AS actual_units FROM orders
+        WHERE campaign_id = $cid AND status <> 'cancelled' GROUP BY item_id""",
+        {"cid": campaign_id},
+    ).df()
+    frame = forecast.merge(sold, on="item_id", how="left").fillna({"actual_units": 0.0})
+    if "sale_stock" in tables:
+        stock = con.execute(
+            "SELECT item_id, sold_out_ts FROM sale_stock WHERE campaign_id = $cid",
+            {"cid": campaign_id},
+        ).df()
+        frame = frame.merge(stock, on="item_id", how="left")
+    else:
+        frame["sold_out_ts"] = None
+    frame["sold_out"] = frame["sold_out_ts"].notna()
+    frame["inside_p10_p90"] = (frame["actual_units"] >= frame["p10"]) & (
+        frame["actual_units"] <= frame["p90"]
+    )
+    columns = ["item_id", "p10", "p50", "p90", "quantity", "actual_units", "sold_out"]
+    frame = frame[[*columns, "sold_out_ts", "inside_p10_p90"]].sort_values("item_id")
+    open_rows = frame[~frame["sold_out"]]
+    metrics = {"demand.skus": float(len(frame)), "demand.sold_out": float(frame["sold_out"].sum())}
+    notes = []
+    if len(open_rows) and open_rows["actual_units"].sum() > 0:
+        actual = open_rows["actual_units"].to_numpy(float)
+        metrics["demand.wape_p50"] = wape(actual, open_rows["p50"].to_numpy(float))
+        metrics["demand.bias_p50"] = bias(actual, open_rows["p50"].to_numpy(float))
+        metrics["demand.coverage_p10_p90"] = interval_coverage(
+            actual, open_rows["p10"].to_numpy(float), open_rows["p90"].to_numpy(float)
+        )
+        under = frame["sold_out"] & (frame["actual_units"] >= np.floor(frame["quantity"]))
+        notes.append(
+            f"Demand forecast ({plan['models'].get(plan['stock'].get('kind', ''), 'champion')}): "
+            f"on the {len(open_rows)} SKUs that did not sell out, P50 WAPE "
+            f"{metrics['demand.wape_p50']:.2f}, bias {metrics['demand.bias_p50']:+.2f}, "
+            f"{metrics['demand.coverage_p10_p90']:.0%} inside P10–P90; "
+            f"{int(frame['sold_out'].sum())} SKUs sold out ({int(under.sum())} of them at or "
+            "above the planned stock), so their demand is only known to exceed their sales."
+        )
+    return tuple(notes), metrics, frame
+
+
 def _metrics_of(evaluation) -> dict[str, float]:
     """Flat MLflow metrics: each arm's overall effects, totals and the checks."""
     from flashsale_ml.evaluation.results import ALL_USERS
@@ -300,13 +368,25 @@ def evaluate_campaign(
         )
         calibrations, notes = _model_calibration(settings, data_uri, campaign_id, labels)
         plan_notes, plan_metrics = _plan_accountability(settings, campaign_id, labels)
+        demand_notes, demand_metrics, per_sku = _demand_accountability(
+            settings, campaign_id, con, set(snapshot.tables)
+        )
         evaluation = replace(
             evaluation,
             calibration=calibrations,
-            notes=(*evaluation.notes, *notes, *plan_notes),
+            notes=(*evaluation.notes, *notes, *plan_notes, *demand_notes),
         )
         # The labels are written from DuckDB in batches, so the connection stays open.
-        return _record(settings, evaluation, labels, data_uri, out_uri, parent_run_id, plan_metrics)
+        return _record(
+            settings,
+            evaluation,
+            labels,
+            data_uri,
+            out_uri,
+            parent_run_id,
+            {**plan_metrics, **demand_metrics},
+            per_sku,
+        )
 
 
 def _earlier_evaluation(store, campaign_id: str, data_uri: str) -> dict[str, Any] | None:
@@ -336,9 +416,18 @@ def _earlier_evaluation(store, campaign_id: str, data_uri: str) -> dict[str, Any
 
 
 def _record(
-    settings, evaluation, labels, data_uri, out_uri, parent_run_id, extra_metrics=None
+    settings,
+    evaluation,
+    labels,
+    data_uri,
+    out_uri,
+    parent_run_id,
+    extra_metrics=None,
+    per_sku=None,
 ) -> dict[str, Any]:
-    """Write the labels snapshot and the report and log the run, in that order."""
+    """Write the labels snapshot and the report and log the run, in that order (``per_sku``:
+    the demand forecast against each SKU's sales, written beside the report as
+    ``demand_vs_forecast.csv`` and plotted)."""
     import tempfile
 
     from flashsale_ml.datasets import SnapshotWriter
@@ -381,11 +470,25 @@ def _record(
         report_prefix = f"reports/evaluations/{campaign_id}/{writer.snapshot_id}"
         with tempfile.TemporaryDirectory(prefix="flashsale-evaluation-") as tmp:
             files = render_report(evaluation, Path(tmp))
+            if per_sku is not None:
+                per_sku.to_csv(Path(tmp) / DEMAND_CSV, index=False)
             for path in sorted(Path(tmp).iterdir()):
                 store.write_bytes(f"{report_prefix}/{path.name}", path.read_bytes())
             log_artifacts(tmp, "report")
         report_uri = store.uri(f"{report_prefix}/{files.html.name}")
         log_metrics({**_metrics_of(evaluation), **(extra_metrics or {})})
+        if per_sku is not None and len(per_sku):
+            from flashsale_ml.models.demand.plots import forecast_vs_actual_figure
+            from flashsale_ml.tracking import log_figures
+
+            figure = forecast_vs_actual_figure(
+                per_sku["actual_units"].to_numpy(float),
+                per_sku[["p10", "p50", "p90"]].to_numpy(float),
+                per_sku["sold_out"].to_numpy(bool),
+                f"{campaign_id}: the plan's demand forecast",
+                sold_out_label="sales (sold out: demand was higher)",
+            )
+            log_figures({"demand_forecast_vs_sales.png": figure})
         log_json(evaluation.to_dict(), "evaluation/evaluation.json")
         set_tags(
             {

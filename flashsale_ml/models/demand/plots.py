@@ -9,7 +9,11 @@ import pandas as pd
 
 
 def forecast_vs_actual_figure(
-    actual: np.ndarray, quantiles: np.ndarray, sold_out: np.ndarray, title: str
+    actual: np.ndarray,
+    quantiles: np.ndarray,
+    sold_out: np.ndarray,
+    title: str,
+    sold_out_label: str = "demand (sold out, corrected)",
 ):
     """Each SKU of the test sale, sorted by P50: its P10–P90 interval, its P50 and the demand
     it had (sold-out SKUs marked: their demand is the censoring-corrected estimate)."""
@@ -27,9 +31,7 @@ def forecast_vs_actual_figure(
     ax.fill_between(x, q[:, 0], q[:, 2], color="tab:blue", alpha=0.2, label="P10–P90", step="mid")
     ax.plot(x, q[:, 1], color="tab:blue", lw=1.2, label="P50")
     ax.scatter(x[~out], a[~out], s=9, color="black", label="demand (sold)", zorder=3)
-    ax.scatter(
-        x[out], a[out], s=22, marker="x", color="tab:red", label="demand (sold out, corrected)"
-    )
+    ax.scatter(x[out], a[out], s=22, marker="x", color="tab:red", label=sold_out_label)
     inside = float(np.mean((a >= q[:, 0]) & (a <= q[:, 2]))) if len(a) else float("nan")
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_xlabel("SKUs of the test sale, by P50")
