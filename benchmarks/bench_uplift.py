@@ -15,8 +15,9 @@ simulator: ``--seeds`` simulated shops (seeds ``--first-seed`` onwards; ``--user
     true uplift per arm (human users; bots never buy), and the normalized Qini (overall and
     per arm) that the run would log. Summary per learner: the mean over seeds, and the mean
     difference of its Qini (and of its Spearman per arm) minus the S-learner's with a 95 %
-    t-interval over seeds (scipy.stats.t). ``simulator_target``: whether the default flavor's
-    mean Qini difference is positive and whether its interval excludes zero.
+    t-interval over seeds (scipy.stats.t). ``simulator_target``: the default flavor's mean
+    Qini difference against the S-learner with its 95 % t-interval, whether the mean is
+    positive and whether the interval excludes zero, and a one-line ``verdict``.
 hillstrom: the visit outcome (and conversion, reported, not tuned to) of Mens E-Mail vs No
     E-Mail and Womens E-Mail vs No E-Mail, loaded by ``flashsale_ml.loaders.load_hillstrom``;
     a 30 % random holdout per seed; the learners fitted with the default ``UpliftConfig`` on
@@ -28,7 +29,11 @@ hillstrom: the visit outcome (and conversion, reported, not tuned to) of Mens E-
     the same holdout's ATE. ``target`` (Mens, visit) reads the issue's rule for each learner:
     mean at least the S-learner's (this run's, and the issue's reference 0.089), and
     "interval above the ATE" three ways: mean − sd, the 95 % interval of the mean, and the
-    paired interval of uplift@30 % minus the holdout ATE (above zero).
+    paired interval of uplift@30 % minus the holdout ATE (above zero). Then one
+    ``hillstrom_target`` line per reading for the default flavor, each with ``met`` and a
+    one-line ``verdict``: its mean against the S-learner's (paired) and the reference;
+    mean − sd against the full-data ATE; the 95 % t-interval of the mean against it; the
+    paired 95 % t-interval of uplift@30 % minus the same holdout's ATE against zero.
 speed: synthetic numpy data with the uplift kind's 35 feature columns. One child process per
     learner (``--speed-learners``; default t, dr and the default flavor) fits it on
     ``--train-users`` users x 4 arms (control + 3 promotions); one child per fitted learner
@@ -275,16 +280,29 @@ def simulator_section(args: argparse.Namespace) -> None:
             chosen_summary = summary
         emit(summary)
     difference = chosen_summary["qini_minus_s"]
+    mean_above = difference["mean"] > 0
+    interval_above = difference["low"] is not None and difference["low"] > 0
     emit(
         {
             "section": "simulator_target",
             "learner": args.chosen,
             "seeds": len(chosen_summary["seeds"]),
             "qini_minus_s": difference,
-            "mean_above_s": difference["mean"] > 0,
-            "interval_above_zero": difference["low"] is not None and difference["low"] > 0,
+            "mean_above_s": mean_above,
+            "interval_above_zero": interval_above,
+            "verdict": (
+                f"{args.chosen} - S Qini over {len(chosen_summary['seeds'])} seeds: "
+                f"{difference['mean']:+.4f}, 95% t-interval [{_fmt(difference['low'])}, "
+                f"{_fmt(difference['high'])}]: mean {'above' if mean_above else 'NOT above'} "
+                f"S, interval {'excludes' if interval_above else 'does NOT exclude'} zero "
+                f"-> target {'MET' if mean_above and interval_above else 'NOT met'}"
+            ),
         }
     )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.4f}"
 
 
 # ------------------------------------------------------------------------------ Hillstrom
@@ -403,6 +421,73 @@ def hillstrom_section(args: argparse.Namespace) -> None:
                 }
                 row["target"]["chosen"] = args.chosen
             emit(row)
+            if outcome == "visit" and arm == "mens_email":
+                hillstrom_target(row, args.chosen, full_ate)
+
+
+def hillstrom_target(row: dict, name: str, full_ate: float) -> None:
+    """The issue's Hillstrom rule for learner ``name`` (Mens E-Mail, visit), one line per
+    reading: its mean against this run's S-learner and the reference, then "interval above
+    the ATE" three ways (mean − sd, the 95 % t-interval of the mean, and the paired 95 %
+    interval of uplift@30 % minus the same holdout's ATE), each with a one-line verdict."""
+    at_30 = row[name]["uplift_at_30"]
+    s_mean = row["s"]["uplift_at_30"]["mean"]
+    ref_s, _ = HILLSTROM_REFERENCE["s"]
+    ci = row[name]["uplift_at_30_ci95"]
+    paired = row[name]["uplift_at_30_minus_holdout_ate"]
+    versus_s = row[name].get("uplift_at_30_minus_s")
+    lower = at_30["mean"] - at_30["sd"] if at_30["sd"] is not None else None
+    readings = {
+        "mean_at_least_s": (
+            at_30["mean"] >= s_mean,
+            f"mean {at_30['mean']:.4f} (sd {at_30['sd']}) vs this run's S {s_mean:.4f}"
+            + (
+                f" (paired {name} - S {versus_s['mean']:+.4f} [{_fmt(versus_s['low'])}, "
+                f"{_fmt(versus_s['high'])}])"
+                if versus_s
+                else ""
+            )
+            + f" and the issue's reference S {ref_s:.3f}: "
+            + ("at least" if at_30["mean"] >= s_mean else "BELOW")
+            + " this run's S, "
+            + ("at least" if at_30["mean"] >= ref_s else "below")
+            + " the reference",
+        ),
+        "mean_minus_sd_above_ate": (
+            lower is not None and lower > full_ate,
+            f"mean - sd {'n/a' if lower is None else f'{lower:.4f}'} vs ATE {full_ate:.4f}: "
+            + ("above" if lower is not None and lower > full_ate else "NOT above"),
+        ),
+        "ci95_of_mean_above_ate": (
+            ci["low"] is not None and ci["low"] > full_ate,
+            f"95% t-interval of the mean [{_fmt(ci['low'])}, {_fmt(ci['high'])}] vs ATE "
+            f"{full_ate:.4f}: "
+            + ("above" if ci["low"] is not None and ci["low"] > full_ate else "NOT above"),
+        ),
+        "paired_excess_over_holdout_ate_above_zero": (
+            paired["low"] is not None and paired["low"] > 0,
+            f"paired uplift@30% - holdout ATE {paired['mean']:+.4f}, 95% t-interval "
+            f"[{_fmt(paired['low'])}, {_fmt(paired['high'])}]: "
+            + (
+                "above zero"
+                if paired["low"] is not None and paired["low"] > 0
+                else "NOT above zero"
+            ),
+        ),
+    }
+    for reading, (met, verdict) in readings.items():
+        emit(
+            {
+                "section": "hillstrom_target",
+                "learner": name,
+                "outcome": "visit",
+                "arm": "mens_email",
+                "seeds": row["seeds"],
+                "reading": reading,
+                "met": bool(met),
+                "verdict": f"{name} Hillstrom Mens/visit uplift@30%: {verdict}",
+            }
+        )
 
 
 # ------------------------------------------------------------------------------ speed

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from flashsale_ml.errors import DataError
 from flashsale_ml.evaluation.bootstrap import PairedStatistic, paired_bootstrap, statistic
 from flashsale_ml.evaluation.uplift import (
     QiniStatistic,
@@ -245,6 +246,20 @@ def test_normalized_qini_undefined_without_responders() -> None:
     with pytest.raises(ValueError, match="normalized Qini is undefined"):
         qini_coefficient([0, 0, 0, 0], t, [1, 2, 3, 4])
     assert qini_coefficient([0, 0, 0, 0], t, [1, 2, 3, 4], normalized=False) == 0.0
+
+
+def test_an_undefined_normalized_qini_is_a_data_error_that_says_why() -> None:
+    """A pipeline must fail on such a holdout as bad data (no retry), not as a crash."""
+    t = [0, 1, 0, 1, 1]
+    with pytest.raises(DataError, match="no buyers in control and treated") as raised:
+        qini_coefficient([0, 0, 0, 0, 0], t, [1, 2, 3, 4, 5])
+    assert "5 rows" in str(raised.value) and "0 buyers among 3 treated rows" in str(raised.value)
+    with pytest.raises(DataError, match="normalized AUUC is undefined"):
+        auuc([0, 0, 0, 0, 0], t, [1, 2, 3, 4, 5])
+    with pytest.raises(DataError, match="no control rows"):
+        qini_coefficient([0, 1, 1], [1, 1, 1], [1, 2, 3])
+    with pytest.raises(DataError, match="no buyers in control and treated"):
+        QiniStatistic().validate(encode_qini_labels([0, 0, 0, 0], [0, 1, 0, 1]), np.arange(4.0))
 
 
 # --------------------------------------------------------------------------- uplift@k

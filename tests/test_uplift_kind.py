@@ -361,3 +361,20 @@ def test_retraining_reads_what_evaluation_measured(shop: dict, trained: dict) ->
     assert margin.shape == (len(rows), len(scorer.arms)) and np.isfinite(margin).all()
     # margins are money, not probabilities: the learner is the continuous one
     assert scorer.margin_learner.outcome == "continuous"
+
+
+def test_uplift_metrics_on_a_holdout_without_buyers_raise_a_data_error() -> None:
+    """Promotion evaluates the holdout with ``uplift_metrics`` and gates each arm with
+    ``arm_qinis``: a campaign without buyers is a data error naming the rows and the arm."""
+    from flashsale_ml.errors import DataError
+    from flashsale_ml.models.uplift.gates import arm_qinis, uplift_metrics
+
+    treated = np.tile([0.0, 1.0], 300)
+    targets = treated * 2.0  # nobody bought, in either group
+    scores = np.linspace(0.0, 1.0, len(targets))
+    with pytest.raises(DataError, match="holdout campaign rows \\(600 rows") as raised:
+        uplift_metrics(targets, scores)
+    assert "no buyers in control and treated" in str(raised.value)
+    arms = np.array(["pct_discount"] * len(targets), dtype=object)
+    with pytest.raises(DataError, match="arm 'pct_discount' on its 600 campaign rows"):
+        arm_qinis(targets, scores, arms, 200)

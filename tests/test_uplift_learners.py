@@ -31,6 +31,7 @@ from flashsale_ml.models.uplift.learners import (
     XLearner,
     _fold_of_rows,
     _out_of_fold_pooled_outcomes,
+    _train,
     _validate,
     _with_arm,
     aipw_pseudo_outcomes,
@@ -192,6 +193,20 @@ def test_effect_models_get_the_effect_parameters() -> None:
     assert effect.min_data_in_leaf == 500
     # The outcome models' leaf size is the floor.
     assert effect_params(config, 400).min_data_in_leaf == 50
+
+
+def test_outcome_early_stopping_is_off_by_default_and_stops_on_the_training_rows() -> None:
+    """``outcome_early_stopping_rounds`` (off by default: fixed rounds) stops an outcome model
+    on a share of its own rows; the effect models never stop early."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4_000, 5))
+    y = rng.binomial(1, 0.2, size=4_000).astype("float64")  # pure noise: nothing to learn
+    assert UpliftConfig().outcome_early_stopping_rounds == 0
+    assert _train(FAST, x, y, "binary").num_trees() == FAST.n_estimators
+    stopping = FAST.model_copy(update={"outcome_early_stopping_rounds": 5})
+    stopped = _train(stopping, x, y, "binary")
+    assert stopped.num_trees() < FAST.n_estimators and stopped.best_iteration >= 1
+    assert effect_params(stopping, len(y)).outcome_early_stopping_rounds == 0
 
 
 @pytest.mark.parametrize("name", LEARNER_NAMES)

@@ -39,6 +39,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from flashsale_ml.errors import DataError
 from flashsale_ml.evaluation.bootstrap import WeightedStatistic, check_finite_rows
 
 Strategy = Literal["overall", "by_group"]
@@ -74,11 +75,34 @@ def _check_uplift_inputs(
 
 
 def _check_both_groups(t: np.ndarray) -> None:
+    """Raise :class:`~flashsale_ml.errors.DataError` unless both groups have rows: the data
+    cannot measure an uplift, and no retry will change that."""
     treated_rows = int(t.sum())
     if treated_rows == 0:
-        raise ValueError("no treated rows (treated is all 0): uplift needs both groups")
+        raise DataError(
+            f"no treated rows (treated is all 0 on {len(t)} rows): uplift needs both groups"
+        )
     if treated_rows == len(t):
-        raise ValueError("no control rows (treated is all 1): uplift needs both groups")
+        raise DataError(
+            f"no control rows (treated is all 1 on {len(t)} rows): uplift needs both groups"
+        )
+
+
+def _undefined_qini(y: np.ndarray, t: np.ndarray, name: str = "Qini", hint: str = "") -> DataError:
+    """The error of a normalized Qini (or AUUC) that the rows cannot define: it names the rows
+    and the buyers of each group, so the message says what is wrong with the data."""
+    treated = t == 1
+    buyers_control = int(y[~treated].sum())
+    buyers_treated = int(y[treated].sum())
+    if buyers_control == 0 and buyers_treated == 0:
+        why = "no buyers in control and treated"
+    else:
+        why = "the perfect ranking's curve does not rise above the random line"
+    return DataError(
+        f"the normalized {name} is undefined on these {len(y)} rows: {why} "
+        f"({buyers_treated} buyers among {int(treated.sum())} treated rows, "
+        f"{buyers_control} among {int((~treated).sum())} control rows){hint}"
+    )
 
 
 def _check_n_points(n_points: int | None) -> None:
@@ -263,10 +287,7 @@ def _area(
         return area
     perfect = _area_above_random(*curve(_RankedUplift(y_arr, t_arr, perfect_scores(y_arr, t_arr))))
     if not perfect > 0:
-        raise ValueError(
-            f"the normalized {name} is undefined: the perfect ranking's curve does not rise "
-            "above the random line (e.g. no responders); use normalized=False"
-        )
+        raise _undefined_qini(y_arr, t_arr, name, "; use normalized=False")
     return area / perfect
 
 
@@ -295,8 +316,10 @@ def qini_coefficient(
         small samples.
 
     Raises:
-        ValueError: as :func:`qini_curve`; or, normalized, when the perfect ranking's area is
-            not positive (e.g. no responder at all), so the ratio is undefined.
+        ValueError: as :func:`qini_curve`.
+        DataError: (a ``ValueError``) no treated or no control rows; or, normalized, when the
+            perfect ranking's area is not positive (e.g. no buyers in control and treated), so
+            the ratio is undefined; the message counts each group's rows and buyers.
 
     References:
         Radcliffe (2007), "Using control groups to target on predicted lift: Building and
@@ -766,17 +789,15 @@ class QiniStatistic:
     higher_is_better: bool = field(default=True, init=False)
 
     def validate(self, labels: np.ndarray, scores: np.ndarray) -> None:
-        """Raise ``ValueError`` unless the labels encode group and outcome, both groups are
-        present, the scores are finite, and the normalized Qini is defined on all rows."""
+        """Raise ``ValueError`` unless the labels encode group and outcome and the scores are
+        finite; :class:`~flashsale_ml.errors.DataError` (a ``ValueError``) unless both groups
+        are present and the normalized Qini is defined on all rows (e.g. some buyer)."""
         check_finite_rows(labels, scores)
         y, t = _decode_qini_labels(labels)
         _check_both_groups(t)
         perfect = _RankedUplift(y, t, _perfect_qini_scores(y, t))
         if not _area_above_random(*perfect.qini()) > 0:
-            raise ValueError(
-                "the normalized Qini is undefined on these labels: the perfect ranking does "
-                "not rise above the random line (e.g. no responders)"
-            )
+            raise _undefined_qini(y, t)
 
     def prepare(self, labels: np.ndarray, scores: np.ndarray) -> WeightedStatistic:
         """Sort the model's and the perfect ranking once; return ``weights -> Qini``."""

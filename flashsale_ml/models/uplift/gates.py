@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from flashsale_ml.errors import DataError
 from flashsale_ml.promotion.gates import (
     GateSpec,
     MetricBound,
@@ -69,20 +70,31 @@ class UpliftGates(BaseModel):
 
 def uplift_metrics(targets, predictions) -> dict[str, float]:
     """Normalized Qini, AUUC, uplift@30 % and the decile calibration error of predicted uplift
-    on holdout rows whose targets encode (group, outcome) (see ``encode_qini_labels``)."""
+    on holdout rows whose targets encode (group, outcome) (see ``encode_qini_labels``).
+
+    Raises:
+        DataError: the rows cannot define them (one group only, or no buyers in control and
+            treated); the message names the holdout rows and counts each group's buyers.
+    """
     import numpy as np
 
     from flashsale_ml.evaluation import uplift as metrics
 
     y, treated = decode(targets)
     scores = np.asarray(predictions, dtype=float)
-    calibration = metrics.uplift_decile_calibration(y, treated, scores)
-    return {
-        "qini": metrics.qini_coefficient(y, treated, scores),
-        "auuc": metrics.auuc(y, treated, scores),
-        "uplift_at_30": metrics.uplift_at_k(y, treated, scores, k=0.3),
-        "uplift_calibration_error": calibration.calibration_error(),
-    }
+    try:
+        calibration = metrics.uplift_decile_calibration(y, treated, scores)
+        return {
+            "qini": metrics.qini_coefficient(y, treated, scores),
+            "auuc": metrics.auuc(y, treated, scores),
+            "uplift_at_30": metrics.uplift_at_k(y, treated, scores, k=0.3),
+            "uplift_calibration_error": calibration.calibration_error(),
+        }
+    except DataError as exc:
+        raise DataError(
+            f"uplift metrics of the holdout campaign rows ({len(y)} rows, every promotion "
+            f"arm's treated rows and the control rows): {exc}"
+        ) from exc
 
 
 def decode(targets):
@@ -96,7 +108,12 @@ def decode(targets):
 
 def arm_qinis(targets, predictions, segments, min_rows: int) -> dict[str, float]:
     """Normalized Qini within each arm's rows (its treated users and the control users),
-    for arms with at least ``min_rows`` rows and both groups."""
+    for arms with at least ``min_rows`` rows and both groups.
+
+    Raises:
+        DataError: an arm's Qini is undefined (no buyers in control and treated); the message
+            names the arm and its rows.
+    """
     import numpy as np
 
     from flashsale_ml.evaluation import uplift as metrics
@@ -107,5 +124,11 @@ def arm_qinis(targets, predictions, segments, min_rows: int) -> dict[str, float]
     for arm in sorted(set(np.asarray(segments).tolist())):
         mask = np.asarray(segments) == arm
         if mask.sum() >= min_rows and 0 < treated[mask].sum() < mask.sum():
-            out[str(arm)] = metrics.qini_coefficient(y[mask], treated[mask], scores[mask])
+            try:
+                out[str(arm)] = metrics.qini_coefficient(y[mask], treated[mask], scores[mask])
+            except DataError as exc:
+                raise DataError(
+                    f"the Qini of arm {arm!r} on its {int(mask.sum())} campaign rows "
+                    f"(its treated rows and the control rows): {exc}"
+                ) from exc
     return out
