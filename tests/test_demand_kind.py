@@ -136,3 +136,22 @@ def test_demand_trains_logs_and_is_promoted_through_its_gates(shop: dict) -> Non
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     artifacts = {a.path for a in client.list_artifacts(result["run_id"], "plots")}
     assert {"plots/forecast_vs_actual.png", "plots/what_if_discount.png"} <= artifacts
+
+
+def test_training_names_a_table_the_snapshot_lacks(shop: dict, tmp_path) -> None:
+    """A shop's own snapshot without a table the kind needs fails at once, naming it."""
+    from flashsale_ml import steps
+    from flashsale_ml.datasets import SnapshotWriter
+    from flashsale_ml.errors import DataError
+
+    lake = open_store((tmp_path / "lake").as_uri())
+    with Snapshot(shop["raw_uri"]) as raw, SnapshotWriter(lake, "raw") as writer:
+        for table in raw.tables:
+            if table != "campaigns":
+                writer.write_table(table, raw.read_table(table))
+    with Snapshot(shop["features_uri"]) as features:
+        metadata = {**features.manifest.metadata, "input_snapshot": writer.uri}
+        with SnapshotWriter(lake, "features", metadata=metadata) as copy:
+            copy.write_table(ITEMS_TABLE, features.read_table(ITEMS_TABLE))
+    with pytest.raises(DataError, match=r"needs table\(s\) \['campaigns'\]"):
+        steps.train_model(copy.uri, "demand", settings=shop["settings"])

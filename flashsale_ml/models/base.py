@@ -151,6 +151,8 @@ class ModelKind(Protocol):
             sale (``conversion``), or None.
         plan_role: what campaign planning uses its champion for (one of
             :data:`PLAN_ROLES`), or None.
+        required_tables: the raw (contract) tables its training needs; training on a
+            snapshot without one of them fails at once, naming it.
     """
 
     name: str
@@ -164,6 +166,7 @@ class ModelKind(Protocol):
     headline_metrics: tuple[str, ...]
     accountable_for: str | None
     plan_role: str | None
+    required_tables: tuple[str, ...]
 
     def select_holdout(self, frame: pd.DataFrame) -> HoldoutSelection:
         """The newest campaign's rows of the kind's feature table, in a fixed order."""

@@ -53,6 +53,25 @@ class TrainingResult:
         return {"run_id": self.run_id, "model_uri": self.model_uri, **self.metrics, **self.extra}
 
 
+def _require_tables(model_kind, metadata) -> None:
+    """Fail at once, naming them, when the raw snapshot behind the features lacks a table the
+    kind needs (a shop's own data may map only some tables)."""
+    from flashsale_ml.errors import DataError
+
+    raw_uri = metadata.get("input_snapshot")
+    if not raw_uri:
+        return
+    with Snapshot(raw_uri) as raw:
+        present = set(raw.tables)
+    missing = [t for t in model_kind.required_tables if t not in present]
+    if missing:
+        raise DataError(
+            f"model kind {model_kind.name!r} needs table(s) {missing}, which the snapshot "
+            f"{raw_uri} lacks (it has {sorted(present)}); map them in the ingest mapping "
+            "(docs/ingest.md) or train another kind"
+        )
+
+
 def train_model(
     kind: str,
     features_uri: str,
@@ -85,6 +104,7 @@ def train_model(
     with Snapshot(features_uri) as snapshot:
         metadata = snapshot.manifest.metadata
         feature_snapshot_id = snapshot.snapshot_id
+    _require_tables(model_kind, metadata)
     split = plan_split(campaign_order(metadata))
     tags = {
         MODEL_KIND_TAG: model_kind.name,

@@ -36,6 +36,8 @@ class DemandKind:
     headline_metrics = ("test_pinball", "test_wape_p50", "test_coverage_p10_p90")
     accountable_for = None
     plan_role = DEMAND_QUANTILES
+    # Past sales (campaigns, with their SKUs) and what they sold; sale_stock is optional.
+    required_tables = ("items", "orders", "campaigns")
 
     def __init__(self) -> None:
         self.flavors = {"lgbm": DemandFlavor()}

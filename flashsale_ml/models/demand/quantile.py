@@ -158,7 +158,9 @@ class QuantileDemandModel:
                 "bagging_freq": 1 if config.bagging_fraction < 1 else 0,
                 "lambda_l2": config.lambda_l2,
                 "monotone_constraints": constraints,
-                "monotone_constraints_method": "advanced",
+                # "basic" still guarantees the constraint; "advanced" (looser splits) fitted
+                # 3.3x slower on 200k rows with no measurable gain here.
+                "monotone_constraints_method": "basic",
                 "num_threads": config.num_threads,
                 "seed": config.seed,
                 "deterministic": True,

@@ -42,6 +42,8 @@ class PropensityKind:
     # sale ran (its label window), not in the longer outcome window.
     accountable_for = "sale_conversion"
     plan_role = PURCHASE_PROBABILITY
+    # Sales (campaigns) with their randomized arms (assignments) and what users bought.
+    required_tables = ("users", "orders", "campaigns", "assignments")
     headline_metrics = ("test_auc", "test_ece", "test_mean_prediction", "test_positive_rate")
     # The training pipeline trains LightGBM (registered, judged for promotion) and, beside it,
     # the deep model (logged for comparison; `flashsale train --flavor dcn --promote` judges

@@ -37,6 +37,8 @@ class UpliftKind:
     headline_metrics = ("test_qini", "test_uplift_at_30", "test_uplift_calibration_error")
     accountable_for = None
     plan_role = PURCHASE_UPLIFT
+    # Sales (campaigns) with their randomized arms (assignments) and what users bought.
+    required_tables = ("users", "orders", "campaigns", "assignments")
 
     def __init__(self) -> None:
         self.flavors = {name: UpliftFlavor(name) for name in ("xl", "dr", "x", "t", "s")}
