@@ -101,16 +101,37 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flashsale_ml.config import get_settings
-    from flashsale_ml.loaders import ingest
     from flashsale_ml.storage import open_store
 
+    if args.init:
+        from flashsale_ml.ingest.template import render_template
+
+        target = Path(args.out or "mapping.yaml")
+        if target.exists() and not args.force:
+            raise SystemExit(f"{target} exists; pass --force to overwrite it")
+        target.write_text(render_template())
+        _print({"mapping_template": str(target)})
+        return 0
     settings = get_settings()
-    uri = ingest(
-        args.dataset,
-        Path(args.path),
-        open_store(args.out or settings.lake_uri),
-        pseudonym_key=settings.pseudonym_key,
-    )
+    lake = open_store(args.out or settings.lake_uri)
+    if args.mapping:
+        from flashsale_ml.ingest import run_ingest
+
+        result = run_ingest(args.mapping, lake, pseudonym_key=settings.pseudonym_key)
+        _print(
+            {
+                "snapshot_uri": result.uri,
+                "rows": result.rows,
+                "filtered_out": result.filtered,
+                "seconds": round(result.seconds, 1),
+            }
+        )
+        return 0
+    from flashsale_ml.loaders import ingest
+
+    if not args.path:
+        raise SystemExit("flashsale ingest --dataset needs --path FILE")
+    uri = ingest(args.dataset, Path(args.path), lake, pseudonym_key=settings.pseudonym_key)
     _print({"snapshot_uri": uri})
     return 0
 
@@ -486,12 +507,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="lake URI (default: FLASHSALE_STORAGE_ROOT)")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("ingest", help="convert a real public dataset into the contract")
-    p.add_argument(
-        "--dataset", required=True, choices=["hillstrom", "online-retail", "online-shoppers"]
+    p = sub.add_parser(
+        "ingest",
+        help="ingest your own files through a mapping, or a public dataset",
+        description="Ingest a shop's own files through a mapping file (--mapping), write a "
+        "commented mapping template (--init), or convert a public dataset (--dataset/--path). "
+        "See docs/ingest.md.",
     )
-    p.add_argument("--path", required=True, help="the source file (csv or parquet)")
-    p.add_argument("--out", help="lake URI (default: FLASHSALE_STORAGE_ROOT)")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--mapping", help="the mapping file (YAML or JSON) of your own files")
+    how.add_argument(
+        "--init", action="store_true", help="write a commented mapping template (to --out)"
+    )
+    how.add_argument(
+        "--dataset",
+        choices=["hillstrom", "online-retail", "online-shoppers"],
+        help="a public dataset (with --path)",
+    )
+    p.add_argument("--path", help="the public dataset's source file (csv or parquet)")
+    p.add_argument(
+        "--out",
+        help="lake URI (default: FLASHSALE_STORAGE_ROOT); with --init the template file "
+        "(default: mapping.yaml)",
+    )
+    p.add_argument("--force", action="store_true", help="with --init: overwrite --out")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("validate", help="validate a snapshot against expectations/")
