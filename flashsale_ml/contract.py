@@ -295,6 +295,24 @@ SHOP_TABLES = (
 )
 
 
+def require_tables(
+    step: str, snapshot_uri: str, present: Iterable[str], needed: Iterable[str]
+) -> None:
+    """Fail at once, naming them, when a snapshot lacks tables a step needs (a shop's own
+    data may map only some of the contract's tables).
+
+    Raises:
+        DataError: the missing tables, the step, the snapshot and what it has.
+    """
+    have = set(present)
+    missing = [t for t in needed if t not in have]
+    if missing:
+        raise DataError(
+            f"{step} needs table(s) {missing}, which the snapshot {snapshot_uri} lacks (it has "
+            f"{sorted(have)}); map them in the ingest mapping (docs/ingest.md)"
+        )
+
+
 def contract_for(table: str) -> TableContract:
     try:
         return CONTRACT[table]

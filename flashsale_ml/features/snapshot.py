@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 
-from flashsale_ml.contract import SHOP_TABLES
+from flashsale_ml.contract import SHOP_TABLES, require_tables
 from flashsale_ml.datasets import Snapshot, SnapshotWriter
 from flashsale_ml.errors import DataError
 from flashsale_ml.features.columns import (
@@ -65,6 +65,8 @@ def build_features(
     with Snapshot(raw_uri) as raw:
         if "shopper_sessions" in raw.tables:
             return _build_session_features(raw, lake)
+        # Orders stand in for a missing clickstream; users and the catalogue cannot be made up.
+        require_tables("building features", raw_uri, raw.tables, ("users", "items", "orders"))
         present = [t for t in SHOP_TABLES if t in raw.tables]
         con = connect(
             {t: raw.local_files(t) for t in present}, memory_limit=memory_limit, threads=threads

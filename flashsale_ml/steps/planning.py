@@ -333,6 +333,7 @@ def campaign_features(
     Raises:
         SpecError: the spec does not fit the data (before any work).
     """
+    from flashsale_ml.contract import require_tables
     from flashsale_ml.datasets import Snapshot
     from flashsale_ml.planning.output import parquet_bytes
     from flashsale_ml.planning.spec import check_against_data
@@ -341,6 +342,8 @@ def campaign_features(
 
     settings = settings or get_settings()
     parsed = _parse(spec)
+    with Snapshot(data_uri) as snapshot:
+        require_tables("planning a campaign", data_uri, snapshot.tables, ("users", "items"))
     with Snapshot(data_uri) as snapshot, closing(_raw_connection(snapshot, settings)) as con:
         skus, past = _catalogue_facts(con)
         check_against_data(
