@@ -633,7 +633,14 @@ def simulator_section(args: argparse.Namespace) -> bool:
             "wape_gain_95ci": interval(gaps),
             "bias_gain_of_correction": round(float(np.mean(bias_gaps)), 4),
             "bias_gain_95ci": interval(bias_gaps),
-            "verdict": "the correction reduces under-forecasting"
+            "verdict": (
+                "the correction reduces under-forecasting"
+                + (
+                    " (its interval excludes no change)"
+                    if interval(bias_gaps)[0] > 0
+                    else " on average; the interval includes no change"
+                )
+            )
             if np.mean(bias_gaps) > 0
             else "the correction does NOT reduce under-forecasting",
         }
