@@ -326,6 +326,38 @@ class SnapshotWriter:
         state["files"].append(key)
         state["rows"] += data.num_rows
 
+    def add_file(self, table: str, path: Path) -> None:
+        """Add a Parquet file written elsewhere (e.g. by DuckDB's ``COPY``) as one part of
+        ``table``, moved into the snapshot rather than decoded and written again. The file is
+        consumed; its schema must equal the table's other parts'.
+
+        Raises:
+            StorageError: the file's schema differs from the first part's.
+        """
+        import shutil
+
+        path = Path(path)
+        schema = pq.read_schema(path)
+        rows = pq.read_metadata(path).num_rows
+        state = self._tables.setdefault(
+            table, {"files": [], "rows": 0, "schema": schema, "sha256": {}, "sizes": {}}
+        )
+        if not schema.equals(state["schema"]):
+            raise StorageError(
+                f"table {table!r} of snapshot {self.uri}: file schema {schema} differs from "
+                f"the first part's {state['schema']}"
+            )
+        key, local = self._part_path(table, len(state["files"]))
+        state["sha256"][key] = _sha256_file(path)
+        state["sizes"][key] = path.stat().st_size
+        if self.lake.local_path(f"{self.staging_key}/{key}") is None:
+            self.lake.upload_file(path, f"{self.staging_key}/{key}")
+            path.unlink()
+        else:
+            shutil.move(path, local)
+        state["files"].append(key)
+        state["rows"] += rows
+
     def write_table(self, table: str, data: pa.Table | Iterable[pa.Table]) -> None:
         if isinstance(data, pa.Table):
             self.append(table, data)
