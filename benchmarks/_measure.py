@@ -1,4 +1,5 @@
-"""Run a command in a child process and measure its wall time and peak RSS (whole process tree)."""
+"""Run a command in a child process and measure its wall time and peak RSS (whole process tree);
+a process's own peak RSS."""
 
 from __future__ import annotations
 
@@ -52,3 +53,19 @@ def run_measured(
     done.set()
     sampler.join()
     return Measurement(time.perf_counter() - started, peak / 1024**3, code)
+
+
+def own_peak_rss_gib() -> float:
+    """This process's peak RSS in GiB: VmHWM of /proc/self/status (``ru_maxrss`` survives
+    fork and exec on Linux, so a child would report its parent's peak; it is the fallback
+    where /proc is absent)."""
+    import resource
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024**2, 3)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)

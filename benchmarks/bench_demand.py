@@ -90,7 +90,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -133,17 +132,6 @@ def _jsonable(value):
     if isinstance(value, pd.Timestamp):
         return value.date().isoformat()
     raise TypeError(type(value))
-
-
-def peak_rss_gib() -> float:
-    """This process's peak RSS: VmHWM of /proc/self/status (ru_maxrss where absent)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024**2, 3)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)
 
 
 def code_version() -> dict:
@@ -490,6 +478,8 @@ def synthetic_daily(n_skus: int, n_days: int, seed: int = 0) -> tuple[pd.DataFra
 
 
 def child_speed(args: argparse.Namespace) -> None:
+    from _measure import own_peak_rss_gib  # the script's folder is first on sys.path
+
     from flashsale_ml.models.demand.daily import fit_panel, forecast_daily, training_panel
 
     started = time.perf_counter()
@@ -526,7 +516,7 @@ def child_speed(args: argparse.Namespace) -> None:
             "fit_s": round(fit_s, 2),
             "forecast_s": round(forecast_s, 2),
             "total_s": round(total, 2),
-            "peak_rss_gib": peak_rss_gib(),
+            "peak_rss_gib": own_peak_rss_gib(),
             "target_s": 300,
             "target_holds": total <= 300,
         }
