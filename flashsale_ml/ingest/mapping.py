@@ -95,6 +95,14 @@ class Source(_Strict):
     quote: str = '"'
     encoding: Literal["utf-8"] = "utf-8"
     null_values: list[str] = Field(default_factory=lambda: [""])
+    transform: str | None = Field(
+        default=None,
+        description="a registered pre-transform (flashsale_ml.ingest.transforms) run on the "
+        "file(s) first; the table then reads its 'output' relation",
+    )
+    output: str | None = Field(
+        default=None, description="which relation of the transform (default: its only one)"
+    )
 
     @property
     def kind(self) -> str:
@@ -337,6 +345,7 @@ def _check_table(mapping: Mapping, table: str, tm: TableMapping) -> None:
         raise MappingError(path, f"{key}.source", "required key is missing (or use 'derive')")
     if tm.source.kind == "csv" and len(tm.source.delimiter) != 1:
         raise MappingError(path, f"{key}.source.delimiter", "must be a single character")
+    _check_transform(path, f"{key}.source", tm.source)
     names = contract.column_names
     for where, cols in (("columns", tm.columns), ("constants", tm.constants)):
         for col in cols:
@@ -380,6 +389,34 @@ def _check_table(mapping: Mapping, table: str, tm: TableMapping) -> None:
             flt.value, str | int | float
         ):
             raise MappingError(path, f"{key}.filter.{i}.value", "needs a text or number value")
+
+
+def _check_transform(path: Path, key: str, source: Source) -> None:
+    """A named transform is registered and has the ``output`` asked for."""
+    from flashsale_ml.ingest.transforms import TRANSFORMS
+
+    if source.transform is None:
+        if source.output is not None:
+            raise MappingError(path, f"{key}.output", "'output' needs a 'transform'")
+        return
+    transform = TRANSFORMS.get(source.transform)
+    if transform is None:
+        raise MappingError(
+            path, f"{key}.transform", f"unknown transform; one of {sorted(TRANSFORMS)}"
+        )
+    if source.output is None:
+        if len(transform.outputs) != 1:
+            raise MappingError(
+                path, f"{key}.output", f"name one of the outputs {list(transform.outputs)}"
+            )
+        source.output = transform.outputs[0]
+    elif source.output not in transform.outputs:
+        raise MappingError(
+            path,
+            f"{key}.output",
+            f"{source.transform!r} has no output {source.output!r}; "
+            f"its outputs: {list(transform.outputs)}",
+        )
 
 
 def _check_spec(mapping: Mapping, table: str, column: Column, spec: ColumnSpec, key: str) -> None:

@@ -49,6 +49,7 @@ from flashsale_ml.ingest.mapping import (
     load_mapping,
     type_kind,
 )
+from flashsale_ml.ingest.transforms import TransformInput, run_transform
 from flashsale_ml.storage import ObjectStore, open_store, temporary_scratch
 from flashsale_ml.validation.gx_suites import SAMPLE_ROWS, ExpectationFailure
 from flashsale_ml.validation.relational import IntegrityConfig, run_integrity_checks
@@ -162,7 +163,7 @@ class IngestResult:
 
 
 def ingest_mapping(
-    mapping_path: Path | str,
+    mapping_path: Path | str | Mapping,
     lake: ObjectStore,
     pseudonym_key: str | None = None,
     *,
@@ -173,7 +174,7 @@ def ingest_mapping(
     """Ingest the files named by a mapping into one validated snapshot; returns its URI.
 
     Args:
-        mapping_path: the mapping file (YAML or JSON).
+        mapping_path: the mapping file (YAML or JSON), or a loaded :class:`Mapping`.
         lake: where the snapshot goes.
         pseudonym_key: key of the user-id hash (default: ``FLASHSALE_PSEUDONYM_KEY``); the
             public development key is refused, as for every real-data ingest.
@@ -198,7 +199,7 @@ def ingest_mapping(
 
 
 def run_ingest(
-    mapping_path: Path | str,
+    mapping_path: Path | str | Mapping,
     lake: ObjectStore,
     pseudonym_key: str | None = None,
     *,
@@ -206,9 +207,13 @@ def run_ingest(
     threads: int | None = None,
     now: datetime | None = None,
 ) -> IngestResult:
-    """:func:`ingest_mapping`, returning row counts and timing too."""
+    """:func:`ingest_mapping`, returning row counts and timing too.
+
+    ``mapping_path`` may also be an already loaded :class:`Mapping` (e.g. a packaged one from
+    :func:`flashsale_ml.ingest.mappings.public_mapping`).
+    """
     started = time.perf_counter()
-    mapping = load_mapping(mapping_path)
+    mapping = mapping_path if isinstance(mapping_path, Mapping) else load_mapping(mapping_path)
     settings = get_settings()
     key = check_pseudonym_key(
         pseudonym_key if pseudonym_key is not None else settings.pseudonym_key,
@@ -251,6 +256,7 @@ class _Job:
         self.rows: dict[str, int] = {}
         self.filtered: dict[str, int] = {}
         self.id_maps: dict[str, str] = {}  # pseudonym column or hash namespace -> view
+        self.transformed: dict[tuple[str, str], dict[str, str]] = {}  # -> output relations
         (work / "stage").mkdir()
 
     @property
@@ -322,6 +328,8 @@ class _Job:
                     f"delim={_lit(source.delimiter)}, quote={_lit(source.quote)}, "
                     f"nullstr={nulls}, union_by_name=true, auto_detect=true)"
                 )
+            if source.transform is not None:
+                reader = self._transformed(table, files, reader)
             try:
                 self.con.execute(f"CREATE VIEW {_q('src_' + table)} AS SELECT * FROM {reader}")
                 described = self.con.execute(f"DESCRIBE {_q('src_' + table)}").fetchall()
@@ -354,6 +362,33 @@ class _Job:
                 f"CREATE VIEW {_q('flt_' + table)} AS SELECT * FROM {_q('src_' + table)} "
                 f"WHERE {where}"
             )
+
+    def _transformed(self, table: str, files: list[Path], reader: str) -> str:
+        """Run the source's transform (once per transform and files); its output relation."""
+        source = self.mapping.tables[table].source
+        cache_key = (source.transform, reader)
+        if cache_key not in self.transformed:
+            n = len(self.transformed)
+            raw = f"_raw_{n}"
+            self.con.execute(f"CREATE VIEW {_q(raw)} AS SELECT * FROM {reader}")
+            given = TransformInput(self.con, _q(raw), list(files), source, f"_tx{n}_")
+            started = time.perf_counter()
+            try:
+                self.transformed[cache_key] = run_transform(source.transform, given)
+            except (duckdb.Error, pa.ArrowException, OSError, ValueError) as exc:
+                raise IngestDataError(
+                    self.label(table),
+                    table,
+                    None,
+                    f"transform {source.transform!r} failed: {_first_line(exc)}",
+                ) from exc
+            log.info(
+                "transform %s on %s: %.1f s",
+                source.transform,
+                self.label(table),
+                time.perf_counter() - started,
+            )
+        return self.transformed[cache_key][source.output]
 
     def _filter_sql(self, flt) -> str:
         col = _q(flt.column)
@@ -756,6 +791,11 @@ class _Job:
             "mapping_sha256": hashlib.sha256(self.mapping.path.read_bytes()).hexdigest(),
             "sources": {t: self.mapping.source_label(t) for t in self.source_tables},
             "derived": {t: tm.derive.from_ for t, tm in self.mapping.tables.items() if tm.derive},
+            "transforms": {
+                t: f"{tm.source.transform}.{tm.source.output}"
+                for t, tm in self.mapping.tables.items()
+                if tm.source is not None and tm.source.transform
+            },
             "report": {"rows": self.rows, "filtered_out": self.filtered},
         }
         with SnapshotWriter(lake, self.mapping.dataset, metadata=metadata) as writer:
