@@ -22,7 +22,6 @@ __all__ = [
 ]
 
 
-
 def _query(con: duckdb.DuckDBPyConnection, sql: str, cutoff: Cutoff) -> pa.Table:
     """Run ``sql`` with the cutoff's parameters (DuckDB refuses unused named parameters)."""
     params = {"cid": cutoff.campaign_id, "as_of": cutoff.as_of, "label_end": cutoff.label_end}
