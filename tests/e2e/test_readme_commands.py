@@ -42,6 +42,25 @@ def command_of(line: str) -> str:
     return line.split("#", 1)[0].strip()
 
 
+def run_block(
+    block: list[str], home: Path, timeout: int
+) -> tuple[subprocess.CompletedProcess, list[int]]:
+    """Run a README block line by line in one bash from the repository root, in a fresh
+    shell's environment; return the process and each line's exit code (one per line)."""
+    script = "\n".join(f'{line}\necho "::rc $?::"' for line in block)
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=REPO,
+        env=fresh_shell_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    codes = [int(c) for c in re.findall(r"::rc (\d+)::", result.stdout)]
+    assert len(codes) == len(block), result.stdout[-3000:] + result.stderr[-3000:]
+    return result, codes
+
+
 def fresh_shell_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment of a new terminal: no venv on PATH, no FLASHSALE_*/AIRFLOW* leftovers."""
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != VENV_BIN]
@@ -231,17 +250,7 @@ def test_command_line_section_runs_as_written(tmp_path: Path) -> None:
     (block,) = readme_blocks("Command line")
     lake = Path("/tmp/flashsale-lake")
     existed = lake.exists()
-    script = "\n".join(f'{line}\necho "::rc $?::"' for line in block)
-    result = subprocess.run(
-        ["bash", "-c", script],
-        cwd=REPO,
-        env=fresh_shell_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    codes = [int(c) for c in re.findall(r"::rc (\d+)::", result.stdout)]
-    assert len(codes) == len(block), result.stdout[-3000:] + result.stderr[-3000:]
+    result, codes = run_block(block, tmp_path, timeout=1500)
     log = result.stdout + "\n" + result.stderr
     for line, code in zip(block, codes, strict=True):
         if command_of(line).startswith("flashsale registry rollback") and code == 2:
@@ -259,17 +268,7 @@ def test_bring_your_own_data_section_runs_as_written(tmp_path: Path) -> None:
     (block,) = readme_blocks("Bring your own data")
     paths = [Path("/tmp/my-shop"), Path("/tmp/my-shop-lake"), Path("/tmp/my-mapping.yaml")]
     existed = {p: p.exists() for p in paths}
-    script = "\n".join(f'{line}\necho "::rc $?::"' for line in block)
-    result = subprocess.run(
-        ["bash", "-c", script],
-        cwd=REPO,
-        env=fresh_shell_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    codes = [int(c) for c in re.findall(r"::rc (\d+)::", result.stdout)]
-    assert len(codes) == len(block), result.stdout[-3000:] + result.stderr[-3000:]
+    result, codes = run_block(block, tmp_path, timeout=900)
     log = result.stdout + "\n" + result.stderr
     for line, code in zip(block, codes, strict=True):
         assert code == 0, f"`{line}` exited {code}:\n{log[-6000:]}"
