@@ -812,12 +812,10 @@ class _Job:
 
 
 def _has_contract_types(table: str, schema: pa.Schema) -> bool:
-    """The staged file has exactly the contract's columns, in order, with its types (nullability
-    aside: the suites have already checked every required column for nulls)."""
-    expected = CONTRACT[table].schema
-    return schema.names == expected.names and all(
-        schema.field(name).type.equals(expected.field(name).type) for name in expected.names
-    )
+    """The staged file has exactly the contract's columns, in order, with its types
+    (:func:`~flashsale_ml.contract.schema_problems`; nullability aside: the suites have already
+    checked every required column for nulls)."""
+    return schema.names == CONTRACT[table].column_names and not schema_problems(table, schema)
 
 
 def _since(started: float) -> float:

@@ -67,11 +67,10 @@ from numpy.typing import ArrayLike
 from pydantic import BaseModel, field_validator
 
 from flashsale_ml.errors import DataError
+from flashsale_ml.models.demand.quantile import DEPTH, QUANTILE_COLUMNS, QUANTILE_LEVELS
 
-# The levels of the three forecast quantiles and their columns (as in .quantile).
-LEVELS: tuple[float, float, float] = (0.1, 0.5, 0.9)
-QUANTILE_COLUMNS: tuple[str, str, str] = ("p10", "p50", "p90")
-DEPTH = "discount_depth"
+# The levels of the three forecast quantiles and their columns: the model's own.
+LEVELS = QUANTILE_LEVELS
 ITEM = "item_id"
 
 _LN5 = math.log(5.0)

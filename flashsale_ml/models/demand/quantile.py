@@ -40,10 +40,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+# The levels are the metrics' (one source): P10, P50, P90.
+from flashsale_ml.evaluation.demand import QUANTILE_LEVELS
+
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-QUANTILE_LEVELS: tuple[float, ...] = (0.1, 0.5, 0.9)
 QUANTILE_COLUMNS: tuple[str, ...] = ("p10", "p50", "p90")
 DEPTH = "discount_depth"
 
