@@ -41,6 +41,45 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """Processes of process group ``pgid`` that still run; zombies are not counted.
+
+    A killed grandchild lingers as a zombie until its new parent reaps it, and a container's
+    PID 1 may never do so; ``killpg(pgid, 0)`` still finds such a group. On Linux, ``/proc``
+    tells the two apart; elsewhere the signal probe is the best there is.
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass
+        return [pgid]
+    members = []
+    for stat_file in proc.glob("[0-9]*/stat"):
+        try:
+            stat = stat_file.read_text()
+        except OSError:
+            continue  # the process exited while we looked
+        # "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat_file.parent.name))
+    return sorted(members)
+
+
+def _wait_groups_gone(pgids: Sequence[int], timeout: float) -> list[int]:
+    """Wait until no process of ``pgids`` runs; the groups still running at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [g for g in pgids if live_group_members(g)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.1)
+
+
 def _bin(name: str) -> str:
     """An executable from this interpreter's environment, falling back to PATH."""
     candidate = Path(sys.executable).parent / name
@@ -120,6 +159,11 @@ class _Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=5)
+        # Workers may outlive the leader that was waited for.
+        if live_group_members(self.process.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            _wait_groups_gone([self.process.pid], timeout=10)
 
     def __enter__(self) -> _Server:
         return self.start()
@@ -967,11 +1011,16 @@ class AirflowStack:
                 os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
+        # SIGKILL is delivered asynchronously: the leader is reaped, a forked task runner may
+        # not have died yet. Return only once every group is gone.
+        still_running = _wait_groups_gone([p.pid for p in self.processes.values()], timeout=15)
         self.processes.clear()
         self._client = None
         if self.sql_alchemy_conn is not None:
             drop_postgres_database(self.server_url, self.database_name)
             self.sql_alchemy_conn = None
+        if still_running:
+            raise RuntimeError(f"Airflow process groups {still_running} survived SIGKILL")
 
     def parked_worker_exited(self, ti: Mapping[str, Any]) -> bool:
         """Whether the scheduler has processed the exit of the worker that parked task instance

@@ -7,7 +7,6 @@ person in the UI would: trigger with the form's payload, answer the Required Act
 
 from __future__ import annotations
 
-import os
 import textwrap
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from flashsale_ml.devstack import (
     HITL_WAITING_STATES,
     AirflowApiError,
     AirflowStack,
+    live_group_members,
     postgres_database_exists,
 )
 
@@ -81,13 +81,7 @@ PROBE_DAG = textwrap.dedent(
 
 
 def _process_group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return bool(live_group_members(pgid))
 
 
 @pytest.fixture(scope="module")
