@@ -161,3 +161,24 @@ def test_bench_validate_runs_are_independent_and_leave_the_lake_alone(
     assert {p: p.read_bytes() for p in lake.rglob("*") if p.is_file()} == before
     rows = last_rows(capsys)
     assert [r["drift_reference"] for r in rows] == [True] * 4
+
+
+def test_bench_uplift_counts_the_five_holdout_draws_that_meet_each_interval_reading() -> None:
+    import numpy as np
+
+    module = load_benchmark("bench_uplift.py")
+    rng = np.random.default_rng(3)
+    ate = np.full(40, 0.07)
+    steady = 0.10 + rng.normal(0, 0.002, 40)  # far above the ATE on every holdout
+    readings = module.interval_readings_over_draws(steady, ate, 0.07, draws=500)
+    assert readings["holdouts_per_draw"] == 5 and readings["draws"] == 500
+    assert readings["share_mean_minus_sd_above_ate"] == 1.0
+    assert readings["share_ci95_of_mean_above_ate"] == 1.0
+    assert readings["share_paired_excess_above_zero"] == 1.0
+    below = module.interval_readings_over_draws(0.06 + 0 * steady, ate, 0.07, draws=500)
+    assert below["share_mean_minus_sd_above_ate"] == 0.0
+    # Half the holdouts far above, half at the ATE: mean - sd clears it on some draws only,
+    # and never on the draws of five at the ATE.
+    mixed = np.r_[np.full(20, 0.07), steady[:20]]
+    share = module.interval_readings_over_draws(mixed, ate, 0.07, draws=2_000)
+    assert 0.0 < share["share_mean_minus_sd_above_ate"] < 1.0

@@ -20,6 +20,7 @@ from flashsale_ml.evaluation.uplift import (
     encode_qini_labels,
     qini_coefficient,
     qini_curve,
+    true_effect_qini,
     uplift_at_k,
     uplift_curve,
     uplift_decile_calibration,
@@ -594,3 +595,77 @@ def test_paired_bootstrap_with_qini_rejects_bad_labels(labels: list[float], mess
         paired_bootstrap(labels, scores, scores[::-1], QiniStatistic(), 10, 0.9, 0)
     with pytest.raises(ValueError, match="finite"):
         paired_bootstrap([0, 1, 2, 3], [0.1, np.nan, 0.3, 0.4], scores, QiniStatistic(), 10, 0.9, 0)
+
+
+# ------------------------------------------------------------------ Qini of known effects
+
+
+def rank_formula_area(effects, scores) -> float:
+    """The unnormalized true-effect area in closed form: with descending average ranks r
+    (scipy's, ties averaged), the trapezoid sums to Σ τ_i (n − r_i + ½) / n² − Σ τ / (2n)."""
+    from scipy.stats import rankdata
+
+    effects = np.asarray(effects, dtype=float)
+    n = len(effects)
+    ranks = rankdata(-np.asarray(scores, dtype=float), method="average")
+    return float((effects * (n - ranks + 0.5)).sum() / n**2 - effects.sum() / (2 * n))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_true_effect_qini_equals_the_closed_form_of_scipy_ranks(ties: bool) -> None:
+    rng = np.random.default_rng(5)
+    effects = rng.normal(0.02, 0.05, 3_000)
+    scores = effects + rng.normal(0, 0.05, 3_000)
+    if ties:
+        scores = np.round(scores, 2)  # ~30 distinct values
+    assert true_effect_qini(effects, scores, normalized=False) == pytest.approx(
+        rank_formula_area(effects, scores), abs=1e-12
+    )
+
+
+def test_true_effect_qini_by_hand() -> None:
+    # Ranked c, then a and b tied: the curve is 0 -> 3/3 at x = 1/3 -> (3 - 1 + 1)/3 at x = 1;
+    # gains per user (divided by n = 3): 1, then 1 over the last two thirds.
+    effects, scores = [-1.0, 1.0, 3.0], [0.0, 0.0, 1.0]
+    area = (0.5 * (1 / 3) * 1.0) + (2 / 3) * (1.0 + 1.0) / 2 - 0.5 * 1.0
+    assert true_effect_qini(effects, scores, normalized=False) == pytest.approx(area)
+
+
+def test_true_effect_qini_is_one_for_the_oracle_zero_for_constant_and_flips_when_reversed() -> None:
+    rng = np.random.default_rng(1)
+    effects = rng.normal(0.01, 0.04, 500)
+    assert true_effect_qini(effects, effects) == pytest.approx(1.0)
+    assert true_effect_qini(effects, np.zeros(500)) == pytest.approx(0.0, abs=1e-15)
+    scores = effects + rng.normal(0, 0.04, 500)
+    assert true_effect_qini(effects, -scores) == pytest.approx(-true_effect_qini(effects, scores))
+    assert 0 < true_effect_qini(effects, scores) < 1
+
+
+def test_true_effect_qini_is_what_the_auuc_of_one_noisy_campaign_estimates() -> None:
+    """The expected uplift curve is the gain of the true effects: on a large randomized
+    campaign the unnormalized AUUC of realized outcomes lands on it."""
+    rng = np.random.default_rng(11)
+    n = 400_000
+    base = rng.uniform(0.05, 0.3, n)
+    effects = rng.uniform(-0.05, 0.15, n)
+    treated = rng.random(n) < 0.5
+    y = (rng.random(n) < base + effects * treated).astype(float)
+    scores = effects + rng.normal(0, 0.05, n)
+    expected = true_effect_qini(effects, scores, normalized=False)
+    realized = auuc(y, treated.astype(float), scores, normalized=False)
+    assert expected > 0.005
+    assert realized == pytest.approx(expected, rel=0.1)
+    # ...while a ranking that ignores the effects has neither.
+    assert abs(true_effect_qini(effects, base, normalized=False)) < 0.1 * expected
+
+
+def test_true_effect_qini_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="differ in length: 3 and 2"):
+        true_effect_qini([0.1, 0.2, 0.3], [1.0, 2.0])
+    with pytest.raises(ValueError, match="scores has 1 non-finite"):
+        true_effect_qini([0.1, 0.2], [1.0, np.nan])
+    with pytest.raises(ValueError, match="at least one user"):
+        true_effect_qini([], [])
+    with pytest.raises(DataError, match="all 3 users have the same true effect"):
+        true_effect_qini([0.1, 0.1, 0.1], [1.0, 2.0, 3.0])
+    assert true_effect_qini([0.1, 0.1, 0.1], [1.0, 2.0, 3.0], normalized=False) == pytest.approx(0)

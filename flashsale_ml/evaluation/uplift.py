@@ -15,6 +15,8 @@ One treatment against control (``y`` 0/1, ``treated`` 0/1):
 * :func:`uplift_curve` and :func:`auuc`: the uplift curve of Rzepakowski & Jaroszewicz and its
   area, normalized as scikit-uplift's ``uplift_auc_score``;
 * :func:`uplift_at_k`: treated minus control response rate in the top k, as scikit-uplift;
+* :func:`true_effect_qini`: where the true effects are known (the simulator), the area of
+  their gain curve by predicted ranking, free of outcome noise;
 * :func:`uplift_decile_calibration`: predicted against realized uplift per bin of prediction;
 * :class:`QiniStatistic`: the normalized Qini as a
   :class:`~flashsale_ml.evaluation.bootstrap.PairedStatistic`, so promotion gates can run
@@ -393,6 +395,71 @@ def auuc(y: ArrayLike, treated: ArrayLike, scores: ArrayLike, normalized: bool =
     return _area(
         y, treated, scores, normalized, _RankedUplift.uplift, _perfect_uplift_scores, "AUUC"
     )
+
+
+def true_effect_qini(true_effects: ArrayLike, scores: ArrayLike, normalized: bool = True) -> float:
+    """Area of the gain curve of the users' *true* effects above random, by predicted ranking.
+
+    Where each user's effect is known (a simulator's ground truth), the ranking can be scored
+    without outcome noise: targeting the top share ``x`` by ``scores`` gains the sum of the
+    targeted users' true effects, ``G(x)``. This is the expectation of the uplift curve
+    (:func:`uplift_curve`) over the randomization and the outcomes, so the unnormalized area
+    is what :func:`auuc` with ``normalized=False`` estimates from one noisy campaign (the
+    tests check the two agree on a large sample); the expected Qini curve is the same gain
+    times the treated share. Normalized, it is divided by the area of the oracle ranking
+    (by the true effects), so that factor cancels: 1 for a perfect ranking, 0 for random or
+    constant scores, negative when the users with the lowest effects come first. Tied scores
+    form one group (the curve has a point per distinct score).
+
+    Args:
+        true_effects: each user's true effect (e.g. incremental purchase probability).
+        scores: predicted effect, one per user.
+        normalized: divide by the oracle ranking's area.
+
+    Returns:
+        The (normalized) area, with both axes as shares of the users.
+
+    Raises:
+        ValueError: inputs of different lengths, empty, not one-dimensional or not finite.
+        DataError: (a ``ValueError``) normalized, when every user has the same true effect,
+            so no ranking beats random and the ratio is undefined.
+
+    References:
+        Rzepakowski & Jaroszewicz (2012), "Decision trees for uplift modeling with single and
+        multiple treatments", Knowledge and Information Systems 32; Devriendt, Moldovan &
+        Verbeke (2018), "A literature survey and experimental evaluation of the state-of-the-art
+        in uplift modeling", Big Data 6(1) (uplift curves on data with known effects).
+    """
+    effects = np.asarray(true_effects, dtype=float)
+    predicted = np.asarray(scores, dtype=float)
+    for name, values in (("true_effects", effects), ("scores", predicted)):
+        if values.ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional, got shape {values.shape}")
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} has {int((~np.isfinite(values)).sum())} non-finite values")
+    if len(effects) != len(predicted):
+        raise ValueError(
+            f"true_effects and scores differ in length: {len(effects)} and {len(predicted)}"
+        )
+    if len(effects) == 0:
+        raise ValueError("true_effect_qini needs at least one user")
+
+    def area_of(ranking: np.ndarray) -> float:
+        order = np.argsort(-ranking, kind="stable")
+        ordered = ranking[order]
+        ends = np.r_[np.flatnonzero(ordered[1:] != ordered[:-1]), len(ordered) - 1]
+        return _area_above_random((ends + 1).astype(float), np.cumsum(effects[order])[ends])
+
+    area = area_of(predicted)
+    if not normalized:
+        return area
+    oracle = area_of(effects)
+    if not oracle > 0:
+        raise DataError(
+            f"true_effect_qini: all {len(effects)} users have the same true effect "
+            f"({effects[0]:g}), so no ranking beats random; use normalized=False"
+        )
+    return area / oracle
 
 
 def uplift_at_k(
