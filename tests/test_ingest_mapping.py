@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import secrets
 import subprocess
@@ -27,6 +29,8 @@ from flashsale_ml.ingest import (
 )
 from flashsale_ml.ingest.template import render_template
 from flashsale_ml.storage import ObjectStore, open_store
+
+REPO = Path(__file__).resolve().parents[1]
 
 BERLIN = ZoneInfo("Europe/Berlin")
 STATUS_CODES = {"A": "completed", "X": "cancelled", "R": "returned"}
@@ -136,7 +140,19 @@ def test_csv_files_become_a_validated_pseudonymized_snapshot(
         orders = snap.read_pandas("orders").sort_values("order_id").reset_index(drop=True)
         traffic = snap.read_pandas("traffic")
         campaigns = snap.read_pandas("campaigns")
-        assert snap.manifest.metadata["loader"] == "mapping"
+        metadata = snap.manifest.metadata
+        assert metadata["loader"] == "mapping"
+    # What was validated before the commit is recorded beside the data: each table's suite
+    # (by content hash), the rows and expectations it checked, and the relational checks.
+    validation = metadata["validation"]
+    assert validation["passed"] is True
+    assert set(validation["suites"]) == set(snap.tables)
+    assert validation["relational_checks_over"] == sorted(snap.tables)
+    for table, checked in validation["suites"].items():
+        suite = REPO / "expectations" / f"{table}.json"
+        assert checked["suite_sha256"] == hashlib.sha256(suite.read_bytes()).hexdigest()
+        assert checked["rows"] == metadata["report"]["rows"][table] > 0
+        assert checked["expectations"] >= len(json.loads(suite.read_text())["expectations"]) > 0
     source = shop["orders"]
     # Customer ids: the keyed hash of prefix + raw id, the same in every table.
     expected = pseudonymize([PREFIX + c for c in source["cust"]], key)

@@ -51,7 +51,7 @@ from flashsale_ml.ingest.mapping import (
 )
 from flashsale_ml.ingest.transforms import TransformInput, run_transform
 from flashsale_ml.storage import ObjectStore, open_store, temporary_scratch
-from flashsale_ml.validation.gx_suites import SAMPLE_ROWS, ExpectationFailure
+from flashsale_ml.validation.gx_suites import SAMPLE_ROWS, ExpectationFailure, expectations_dir
 from flashsale_ml.validation.relational import IntegrityConfig, run_integrity_checks
 from flashsale_ml.validation.sql_rules import validate_parquet
 
@@ -255,6 +255,9 @@ class _Job:
         self.staged: dict[str, Path] = {}
         self.rows: dict[str, int] = {}
         self.filtered: dict[str, int] = {}
+        # What passed before the commit, per table: the suite (by content hash) and how many
+        # rows and expectations it checked; recorded in the snapshot's manifest.
+        self.validation: dict[str, dict[str, Any]] = {}
         self.id_maps: dict[str, str] = {}  # pseudonym column or hash namespace -> view
         self.transformed: dict[tuple[str, str], dict[str, str]] = {}  # -> output relations
         (work / "stage").mkdir()
@@ -732,6 +735,13 @@ class _Job:
             self.con.execute(f"CREATE OR REPLACE VIEW {_q(table)} AS {view}")
             result = validate_parquet(table, [path], self.con)
             failures += result.failures
+            suite = expectations_dir() / f"{table}.json"
+            self.validation[table] = {
+                "suite": suite.name,
+                "suite_sha256": hashlib.sha256(suite.read_bytes()).hexdigest(),
+                "rows": result.rows,
+                "expectations": result.evaluated,
+            }
         settings = get_settings()
         config = IntegrityConfig(srm_alpha=settings.validation_srm_alpha, now=now)
         failures += run_integrity_checks(self.con, set(self.staged), None, config)
@@ -797,6 +807,13 @@ class _Job:
                 if tm.source is not None and tm.source.transform
             },
             "report": {"rows": self.rows, "filtered_out": self.filtered},
+            "validation": {
+                "passed": True,  # a snapshot is only committed once every check has passed
+                "engine": "duckdb",
+                "suites": self.validation,
+                "relational_checks_over": sorted(self.staged),
+                "srm_alpha": get_settings().validation_srm_alpha,
+            },
         }
         with SnapshotWriter(lake, self.mapping.dataset, metadata=metadata) as writer:
             for table, path in self.staged.items():
