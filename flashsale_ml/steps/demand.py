@@ -211,37 +211,62 @@ def stock_section(
 def render_stock_markdown(
     section: dict[str, Any], table: pd.DataFrame | None, top: int = 10
 ) -> str:
-    """The approval text's stock and discount section."""
+    """The approval text's stock and discount section: the totals, then the SKUs with the
+    largest P50 (units; margins in the shop's currency, like the plan's)."""
     if not section.get("available"):
         return f"\n## Stock and discount\n\nNot planned: {section.get('why')}.\n"
+    shortfall = section.get("shortfall_units")
+    other = section["skus_recommending_other_depth"]
     lines = [
         "",
         "## Stock and discount",
         "",
         f"Demand forecast by `{section['model']}` for {section['skus']} SKUs at the plan's "
-        f"depth {section['plan_depth']:.0%}: P50 {section['expected_units_p50']:,.0f} units. "
+        f"depth {section['plan_depth']:.0%}: {section['expected_units_p50']:,.0f} units "
+        "(sum of the P50s). "
         f"Stock to hold at a {section['service_level']:.0%} service level: "
         f"**{section['stock_to_hold']:,} units**"
-        + (
-            f", {section['shortfall_units']:,} more than on hand."
-            if section.get("shortfall_units")
-            else "."
+        # Summed over the SKUs short of their stock: others' surplus does not cover them.
+        + (f"; {shortfall:,} to bring in where a SKU has less on hand." if shortfall else "."),
+        (
+            f"{other} SKU{'' if other == 1 else 's'} would earn more margin at another depth "
+            "(column *best depth*)."
+            if other
+            else "Every SKU earns its highest expected margin at the plan's depth."
         ),
-        f"{section['skus_recommending_other_depth']} SKUs would earn more margin at another "
-        "depth (column *best depth*).",
         "",
-        "| SKU | P10 | P50 | P90 | stock | on hand | best depth | margin there |",
-        "|---|---|---|---|---|---|---|---|",
+    ]
+    if table is not None and len(table) > top:
+        lines += [f"Top {top} of {len(table)} SKUs by P50:", ""]
+    lines += [
+        "| SKU | P10 | P50 | P90 | stock to hold | on hand | to bring in | best depth "
+        "| margin at best depth |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     if table is not None:
-        for row in table.sort_values("p50", ascending=False).head(top).itertuples():
+        ordered = table.sort_values(["p50", "item_id"], ascending=[False, True]).head(top)
+        for row in ordered.itertuples():
             on_hand = getattr(row, "on_hand", None)
+            to_bring = getattr(row, "shortfall", None)
             lines.append(
                 f"| {row.item_id} | {row.p10:,.0f} | {row.p50:,.0f} | {row.p90:,.0f} | "
-                f"{row.quantity:,} | {'' if on_hand is None else f'{on_hand:,.0f}'} | "
+                f"{row.quantity:,} | {_count(on_hand)} | {_count(to_bring)} | "
                 f"{row.recommended_depth:.0%} | {row.expected_margin:,.0f} |"
             )
+    lines += [
+        "",
+        "P10 / P50 / P90: the forecast's quantiles of units demanded at the plan's depth.",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _count(value: Any) -> str:
+    """A unit count, blank where unknown."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:,.0f}"
 
 
 def _arrow(frame: pd.DataFrame) -> pa.Table:

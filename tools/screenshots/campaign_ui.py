@@ -9,8 +9,10 @@ tracked by a real ``mlflow server``; starts a real Airflow (``AirflowStack``, Po
    date-time pickers); ``campaign-trigger-form-promotions.png``: its Promotions section (the
    promotion types' drop-down open, where the UI draws one);
 2. after triggering a run with the form's payload: ``campaign-approval.png``, the Required
-   Action of ``approve_plan`` (the plan's Markdown summary, Approve / Reject), and
-   ``campaign-required-actions.png``, the Browse -> Required Actions list;
+   Action of ``approve_plan`` (the plan's Markdown summary, Approve / Reject),
+   ``campaign-approval-stock.png``, the same page scrolled to its "Stock and discount" section
+   (the demand champion's forecasts and stock), and ``campaign-required-actions.png``, the
+   Browse -> Required Actions list;
 3. ``campaign-mlflow-link.png``: the task page of ``plan_campaign`` (Details tab) with its
    "MLflow run" button.
 
@@ -90,15 +92,27 @@ def build_world(work: Path, tracking_uri: str) -> dict[str, str]:
         storage_root=env["FLASHSALE_STORAGE_ROOT"],
         mlflow_tracking_uri=tracking_uri,
         threads=2,
+        # The newest sale of this small shop has ~10 SKUs (30 holdout rows): relax the demand
+        # gates as tests/test_demand_plan.py does, so the plan gets its stock section.
+        promotion={"demand": {"min_coverage": 0.0, "max_coverage": 1.0, "min_holdout_rows": 1}},
     )
     config = SimulationConfig(users=USERS, days=DAYS, seed=SEED, sale_stock_factor=1000)
     log(f"simulating {USERS} users x {DAYS} days into {settings.lake_uri}")
     shop = simulate(config, open_store(settings.lake_uri))
     steps.validate_data(shop.raw_uri, settings=settings)
     features = steps.build_features(shop.raw_uri, settings=settings)
-    for kind, flavor in (("propensity", "lgbm"), ("uplift", "s")):
+    from flashsale_ml.models.demand.quantile import QuantileConfig
+
+    # The demand model learns from 40 (sale, SKU) rows here: at its default min_data_in_leaf
+    # (20) its trees barely split and every SKU of the campaign gets the same forecast.
+    demand = {"config": QuantileConfig(min_data_in_leaf=5, seed=settings.seed, num_threads=2)}
+    for kind, flavor, options in (
+        ("propensity", "lgbm", {}),
+        ("uplift", "s", {}),
+        ("demand", "lgbm", demand),
+    ):
         log(f"training {kind} ({flavor})")
-        trained = steps.train_model(features, kind, flavor, settings=settings)
+        trained = steps.train_model(features, kind, flavor, settings=settings, **options)
         registered = steps.register_model(trained["run_id"], kind, settings=settings)
         decision = steps.promote_model(registered["version"], kind, settings=settings)
         if not decision["promoted"]:
@@ -257,14 +271,21 @@ def shoot_trigger_form(driver, url: str, out: Path) -> list[Path]:
 def shoot_approval(driver, url: str, run_id: str, out: Path) -> list[Path]:
     run = urllib.parse.quote(run_id, safe="")
     driver.get(f"{url}/dags/{DAG_ID}/runs/{run}/tasks/approve_plan/required_actions")
-    wait_for_text(driver, "Approve", "Reject", "Campaign plan", timeout=90)
+    wait_for_text(driver, "Approve", "Reject", "Campaign plan", "Stock and discount", timeout=90)
+    if "Not planned:" in body_text(driver):
+        log("NOTE: the approval page's stock section says it was not planned")
     first = out / "campaign-approval.png"
     shoot(driver, first)
+    # The plan's summary is long: scroll its stock section (a Markdown h2) to the top.
+    heading = driver.find_element("xpath", "//h2[normalize-space(.)='Stock and discount']")
+    driver.execute_script("arguments[0].scrollIntoView({block:'start'})", heading)
+    stock = out / "campaign-approval-stock.png"
+    shoot(driver, stock)
     driver.get(f"{url}/required_actions")
     wait_for_text(driver, f"Approve campaign {CAMPAIGN_ID}?", timeout=90)
     second = out / "campaign-required-actions.png"
     shoot(driver, second)
-    return [first, second]
+    return [first, stock, second]
 
 
 def shoot_mlflow_link(driver, url: str, run_id: str, out: Path) -> list[Path]:
