@@ -501,13 +501,15 @@ def log_model(
     output_example: Any,
     pip_requirements: list[str],
     metadata: Mapping[str, Any] | None = None,
+    params_example: Mapping[str, Any] | None = None,
 ) -> str:
     """Log ``model`` with MLflow's ``mlflow.<mlflow_flavor>`` module into the active run, with
     a signature inferred from the examples; tag the run with the model URI; return it.
 
     ``mlflow_flavor="pyfunc"`` logs any picklable object with a ``predict(frame) -> array``
     method as a pyfunc model (for models no MLflow flavor covers, e.g. a meta-learner made of
-    several boosters).
+    several boosters). ``params_example`` declares inference parameters with their defaults
+    (the signature's params schema); the pyfunc passes them to ``predict`` as keywords.
     """
     import importlib
 
@@ -519,7 +521,9 @@ def log_model(
     info = module.log_model(
         *(() if model_args else (model,)),
         name="model",
-        signature=infer_signature(input_example, output_example),
+        signature=infer_signature(
+            input_example, output_example, params=dict(params_example) if params_example else None
+        ),
         input_example=input_example,
         pip_requirements=pip_requirements,
         metadata=dict(metadata or {}),
@@ -539,6 +543,10 @@ def _delegating_model_class():
             self.model = model
 
         def predict(self, context, model_input, params=None):
+            # MLflow fills in the signature's defaults: a model logged with params gets them
+            # all, one logged without gets None.
+            if params:
+                return self.model.predict(model_input, **params)
             return self.model.predict(model_input)
 
     return DelegatingModel

@@ -355,12 +355,32 @@ def test_retraining_reads_what_evaluation_measured(shop: dict, trained: dict) ->
     assert params["margin_model.trained"] == "true"
     assert {c: params[f"margin_model.labels_snapshots.{c}"] for c in fitted} == written
 
-    scorer = load_pyfunc(retrained["model_uri"]).unwrap_python_model().model
+    served = load_pyfunc(retrained["model_uri"])
+    scorer = served.unwrap_python_model().model
     rows = newest_rows(shop)
     margin = scorer.predict_margin(rows)
     assert margin.shape == (len(rows), len(scorer.arms)) and np.isfinite(margin).all()
     # margins are money, not probabilities: the learner is the continuous one
     assert scorer.margin_learner.outcome == "continuous"
+    # The served model gives both through its `output` parameter (purchase by default), as
+    # MLflow's signature declares it.
+    from flashsale_ml.models.uplift.scorer import FEATURES
+
+    frame = rows[list(FEATURES)]
+    served_margin = np.asarray(served.predict(frame, params={"output": "margin"}))
+    np.testing.assert_allclose(served_margin, margin)
+    purchase = np.asarray(served.predict(frame))
+    np.testing.assert_allclose(purchase, scorer.predict(rows))
+    assert not np.allclose(purchase, served_margin)
+    assert served.metadata.get_params_schema().to_dict() == [
+        {"name": "output", "type": "string", "default": "purchase", "shape": None}
+    ]
+    with pytest.raises(ValueError, match="output must be one of"):
+        scorer.predict(rows, output="revenue")
+    # A model trained before the labels existed says so when asked for margins.
+    first = load_pyfunc(trained["t"]["model_uri"])
+    with pytest.raises(Exception, match="has no margin model"):
+        first.predict(frame, params={"output": "margin"})
 
 
 def test_uplift_metrics_on_a_holdout_without_buyers_raise_a_data_error() -> None:

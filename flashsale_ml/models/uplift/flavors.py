@@ -250,6 +250,7 @@ class UpliftFlavor:
     def log_model(self, fitted: FittedModel, run_id: str) -> str:
         from importlib.metadata import version
 
+        from flashsale_ml.models.uplift.scorer import OUTPUTS
         from flashsale_ml.tracking import log_model
 
         example = fitted.summary.pop("input_example")
@@ -261,9 +262,11 @@ class UpliftFlavor:
             pip_requirements=[f"{p}=={version(p)}" for p in PIP_REQUIREMENTS],
             metadata={
                 "arms": list(fitted.model.arms),
-                "output": "purchase uplift per arm vs control",
+                "output": "purchase uplift per arm vs control; with params "
+                '{"output": "margin"}: incremental margin per arm (where margin_model)',
                 "margin_model": fitted.model.margin_learner is not None,
             },
+            params_example={"output": OUTPUTS[0]},
         )
 
     def predictor(self, model_uri: str) -> Predictor:

@@ -42,14 +42,20 @@ def feature_matrix(frame: pd.DataFrame) -> np.ndarray:
     return matrix
 
 
+# What the logged pyfunc's ``output`` parameter selects (the first is the default).
+OUTPUTS = ("purchase", "margin")
+
+
 @dataclass
 class UpliftScorer:
     """A fitted meta-learner and the arms its columns stand for.
 
     ``predict(frame)`` returns the predicted purchase uplift of each promotion arm against
-    control (n × arms, in :attr:`arms` order); ``predict_margin(frame)`` the incremental
-    margin, where evaluation labels were there to learn it. It is what MLflow stores (as a
-    pyfunc) and serves.
+    control (n × arms, in :attr:`arms` order); ``predict_margin(frame)`` (or
+    ``predict(frame, output="margin")``) the incremental margin, where evaluation labels were
+    there to learn it. It is what MLflow stores (as a pyfunc) and serves: the pyfunc's
+    ``output`` parameter (:data:`OUTPUTS`, default ``"purchase"``) picks between the two, e.g.
+    ``model.predict(frame, params={"output": "margin"})``.
     """
 
     learner: Any
@@ -58,7 +64,18 @@ class UpliftScorer:
     # campaigns were not evaluated).
     margin_learner: Any = None
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict(self, frame: pd.DataFrame, output: str = "purchase") -> np.ndarray:
+        """Purchase uplift per arm (``output="purchase"``) or incremental margin per arm
+        (``output="margin"``, :meth:`predict_margin`), n × arms.
+
+        Raises:
+            ValueError: an unknown ``output``, or ``"margin"`` from a model without a margin
+                model.
+        """
+        if output == "margin":
+            return self.predict_margin(frame)
+        if output != "purchase":
+            raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")
         return np.asarray(self.learner.predict_uplift(feature_matrix(frame)), dtype=float)
 
     def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
