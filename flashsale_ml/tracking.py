@@ -510,12 +510,20 @@ def log_model(
     method as a pyfunc model (for models no MLflow flavor covers, e.g. a meta-learner made of
     several boosters). ``params_example`` declares inference parameters with their defaults
     (the signature's params schema); the pyfunc passes them to ``predict`` as keywords.
+
+    Raises:
+        ValueError: ``params_example`` with a flavor other than ``pyfunc``.
     """
     import importlib
 
     import mlflow
     from mlflow.models import infer_signature
 
+    if params_example and mlflow_flavor != "pyfunc":
+        raise ValueError(
+            f"params_example needs the pyfunc flavor (it passes them to predict), "
+            f"not {mlflow_flavor!r}"
+        )
     module = importlib.import_module(f"mlflow.{mlflow_flavor}")
     model_args = {"python_model": _DelegatingModel(model)} if mlflow_flavor == "pyfunc" else {}
     info = module.log_model(

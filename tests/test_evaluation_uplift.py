@@ -660,11 +660,11 @@ def test_true_effect_qini_is_what_the_auuc_of_one_noisy_campaign_estimates() -> 
 
 
 def test_true_effect_qini_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="differ in length: 3 and 2"):
+    with pytest.raises(ValueError, match="1-d of equal length, got \\(3,\\), \\(2,\\)"):
         true_effect_qini([0.1, 0.2, 0.3], [1.0, 2.0])
-    with pytest.raises(ValueError, match="scores has 1 non-finite"):
+    with pytest.raises(ValueError, match="scores must be finite"):
         true_effect_qini([0.1, 0.2], [1.0, np.nan])
-    with pytest.raises(ValueError, match="at least one user"):
+    with pytest.raises(ValueError, match="empty"):
         true_effect_qini([], [])
     with pytest.raises(DataError, match="all 3 users have the same true effect"):
         true_effect_qini([0.1, 0.1, 0.1], [1.0, 2.0, 3.0])

@@ -29,8 +29,7 @@ from flashsale_ml.ingest import (
 )
 from flashsale_ml.ingest.template import render_template
 from flashsale_ml.storage import ObjectStore, open_store
-
-REPO = Path(__file__).resolve().parents[1]
+from flashsale_ml.validation.gx_suites import expectations_dir
 
 BERLIN = ZoneInfo("Europe/Berlin")
 STATUS_CODES = {"A": "completed", "X": "cancelled", "R": "returned"}
@@ -149,7 +148,7 @@ def test_csv_files_become_a_validated_pseudonymized_snapshot(
     assert set(validation["suites"]) == set(snap.tables)
     assert validation["relational_checks_over"] == sorted(snap.tables)
     for table, checked in validation["suites"].items():
-        suite = REPO / "expectations" / f"{table}.json"
+        suite = expectations_dir() / f"{table}.json"
         assert checked["suite_sha256"] == hashlib.sha256(suite.read_bytes()).hexdigest()
         assert checked["rows"] == metadata["report"]["rows"][table] > 0
         assert checked["expectations"] >= len(json.loads(suite.read_text())["expectations"]) > 0

@@ -379,7 +379,7 @@ def test_retraining_reads_what_evaluation_measured(shop: dict, trained: dict) ->
         scorer.predict(rows, output="revenue")
     # A model trained before the labels existed says so when asked for margins.
     first = load_pyfunc(trained["t"]["model_uri"])
-    with pytest.raises(Exception, match="has no margin model"):
+    with pytest.raises(ValueError, match="has no margin model"):
         first.predict(frame, params={"output": "margin"})
 
 

@@ -420,7 +420,8 @@ def true_effect_qini(true_effects: ArrayLike, scores: ArrayLike, normalized: boo
         The (normalized) area, with both axes as shares of the users.
 
     Raises:
-        ValueError: inputs of different lengths, empty, not one-dimensional or not finite.
+        ValueError: as :func:`~flashsale_ml.evaluation.bootstrap.check_finite_rows` (inputs
+            of different lengths, empty, not one-dimensional or not finite).
         DataError: (a ``ValueError``) normalized, when every user has the same true effect,
             so no ranking beats random and the ratio is undefined.
 
@@ -432,23 +433,12 @@ def true_effect_qini(true_effects: ArrayLike, scores: ArrayLike, normalized: boo
     """
     effects = np.asarray(true_effects, dtype=float)
     predicted = np.asarray(scores, dtype=float)
-    for name, values in (("true_effects", effects), ("scores", predicted)):
-        if values.ndim != 1:
-            raise ValueError(f"{name} must be one-dimensional, got shape {values.shape}")
-        if not np.isfinite(values).all():
-            raise ValueError(f"{name} has {int((~np.isfinite(values)).sum())} non-finite values")
-    if len(effects) != len(predicted):
-        raise ValueError(
-            f"true_effects and scores differ in length: {len(effects)} and {len(predicted)}"
-        )
-    if len(effects) == 0:
-        raise ValueError("true_effect_qini needs at least one user")
+    check_finite_rows(effects, predicted)
+    everyone = np.ones_like(effects)  # every user counts as targeted: the gains sum effects
 
     def area_of(ranking: np.ndarray) -> float:
-        order = np.argsort(-ranking, kind="stable")
-        ordered = ranking[order]
-        ends = np.r_[np.flatnonzero(ordered[1:] != ordered[:-1]), len(ordered) - 1]
-        return _area_above_random((ends + 1).astype(float), np.cumsum(effects[order])[ends])
+        targeted, _, gains, _, _ = _RankedUplift(effects, everyone, ranking).cumulative(None)
+        return _area_above_random(targeted, gains)
 
     area = area_of(predicted)
     if not normalized:

@@ -258,6 +258,7 @@ class _Job:
         # What passed before the commit, per table: the suite (by content hash) and how many
         # rows and expectations it checked; recorded in the snapshot's manifest.
         self.validation: dict[str, dict[str, Any]] = {}
+        self.srm_alpha: float | None = None
         self.id_maps: dict[str, str] = {}  # pseudonym column or hash namespace -> view
         self.transformed: dict[tuple[str, str], dict[str, str]] = {}  # -> output relations
         (work / "stage").mkdir()
@@ -745,6 +746,7 @@ class _Job:
         settings = get_settings()
         config = IntegrityConfig(srm_alpha=settings.validation_srm_alpha, now=now)
         failures += run_integrity_checks(self.con, set(self.staged), None, config)
+        self.srm_alpha = config.srm_alpha
         if failures:
             errors = [self._as_error(f) for f in failures]
             first = errors[0]
@@ -812,7 +814,7 @@ class _Job:
                 "engine": "duckdb",
                 "suites": self.validation,
                 "relational_checks_over": sorted(self.staged),
-                "srm_alpha": get_settings().validation_srm_alpha,
+                "srm_alpha": self.srm_alpha,
             },
         }
         with SnapshotWriter(lake, self.mapping.dataset, metadata=metadata) as writer:

@@ -7,6 +7,7 @@ person in the UI would: trigger with the form's payload, answer the Required Act
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
@@ -19,7 +20,6 @@ from flashsale_ml.devstack import (
     HITL_WAITING_STATES,
     AirflowApiError,
     AirflowStack,
-    live_group_members,
     postgres_database_exists,
 )
 
@@ -81,7 +81,15 @@ PROBE_DAG = textwrap.dedent(
 
 
 def _process_group_alive(pgid: int) -> bool:
-    return bool(live_group_members(pgid))
+    """Whether ``ps`` lists a process of group ``pgid`` that is not a zombie (independent of
+    ``devstack.live_group_members``, which ``AirflowStack.stop`` waits on)."""
+    listed = subprocess.run(
+        ["ps", "-e", "-o", "pgid=,stat="], capture_output=True, text=True, check=True
+    ).stdout
+    return any(
+        int(group) == pgid and not state.startswith(("Z", "X"))
+        for group, state in (line.split()[:2] for line in listed.splitlines() if line.strip())
+    )
 
 
 @pytest.fixture(scope="module")

@@ -65,8 +65,15 @@ class UpliftScorer:
     margin_learner: Any = None
 
     def predict(self, frame: pd.DataFrame, output: str = "purchase") -> np.ndarray:
-        """Purchase uplift per arm (``output="purchase"``) or incremental margin per arm
-        (``output="margin"``, :meth:`predict_margin`), n × arms.
+        """Purchase uplift or incremental margin of each arm against control.
+
+        Args:
+            frame: rows with the uplift kind's feature columns (:data:`FEATURES`).
+            output: ``"purchase"`` (the incremental purchase probability) or ``"margin"``
+                (:meth:`predict_margin`); the logged pyfunc's ``output`` parameter.
+
+        Returns:
+            An n × arms array, columns in :attr:`arms` order.
 
         Raises:
             ValueError: an unknown ``output``, or ``"margin"`` from a model without a margin
