@@ -187,6 +187,16 @@ ASSIGNMENTS = TableContract(
             description="'control' or one of the campaign's promo_types (checked across tables)",
         ),
         Column("assigned_ts", TS),
+        Column(
+            "plan_arm",
+            pa.string(),
+            nullable=True,
+            description="targeted campaigns: the promotion the plan's rule chose for the user "
+            "(for a control user, the one it would have given), so each promotion's treated "
+            "users are compared with the control users the rule meant for the same promotion; "
+            "null where the arm was drawn at random (randomized campaigns, a targeted "
+            "campaign's exploration users)",
+        ),
     ),
 )
 

@@ -158,7 +158,7 @@ def test_a_user_in_two_arms_is_refused(shop: Shop, tmp_path: Path) -> None:
         assignments=f"""
         SELECT * FROM assignments
         UNION ALL
-        SELECT campaign_id, user_id, 'pct_discount' AS arm, assigned_ts FROM assignments
+        SELECT * REPLACE ('pct_discount' AS arm) FROM assignments
         WHERE campaign_id = '{cid}' AND user_id = {user}
         """
     )

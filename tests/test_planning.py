@@ -4,6 +4,7 @@ holdout and exploration, the budget, exclusions and reproducibility of a plan.""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -291,7 +292,7 @@ def test_bots_and_excluded_users_are_never_targeted_and_counted() -> None:
     c = plan.candidates
     assert set(plan.role[c.is_bot]) == {EXCLUDED_BOT}
     assert set(plan.role[c.excluded & ~c.is_bot]) == {EXCLUDED_LIST}
-    users, _ = plan.assignment_arms()
+    users, _, _ = plan.assignment_arms()
     assert not np.isin(users, c.user_ids[c.is_bot | c.excluded]).any()
     assert plan.summary.excluded_bots == int(c.is_bot.sum())
     assert plan.summary.excluded_listed == int((c.excluded & ~c.is_bot).sum())
@@ -301,7 +302,7 @@ def test_holdout_is_balanced_across_segments() -> None:
     """Within every value segment, the control group (held-out users the rule would target)
     and the treated users split as the holdout fraction says: no sample-ratio mismatch."""
     plan = make_plan(budget=1_500.0)
-    users, arms = plan.assignment_arms()
+    users, arms, _ = plan.assignment_arms()
     segment_of = dict(zip(plan.user_ids.tolist(), plan.segment.tolist(), strict=True))
     segments = np.array([segment_of[u] for u in users.tolist()])
     for segment in ("high", "mid", "low"):
@@ -322,7 +323,7 @@ def test_holdout_is_balanced_across_segments() -> None:
 def test_holdout_users_are_never_treated_and_carry_their_counterfactual_arm() -> None:
     plan = make_plan()
     held = plan.role == HOLDOUT
-    users, arms = plan.assignment_arms()
+    users, arms, plan_arms = plan.assignment_arms()
     held_ids = set(plan.user_ids[held].tolist())
     assert {
         u for u, a in zip(users.tolist(), arms.tolist(), strict=True) if a != CONTROL_ARM
@@ -332,6 +333,51 @@ def test_holdout_users_are_never_treated_and_carry_their_counterfactual_arm() ->
         for u, a in zip(users.tolist(), arms.tolist(), strict=True)
         if u in held_ids
     )
+    # The control users' plan arm is the promotion the rule would have given them; a targeted
+    # user's is the one received; an explorer's random promotion has none.
+    arm_of = dict(zip(plan.user_ids.tolist(), plan.arm.tolist(), strict=True))
+    role_of = dict(zip(plan.user_ids.tolist(), plan.role.tolist(), strict=True))
+    for user, arm, plan_arm in zip(users.tolist(), arms.tolist(), plan_arms.tolist(), strict=True):
+        if role_of[user] == EXPLORATION:
+            assert plan_arm is None
+        else:
+            assert plan_arm == arm_of[user] and plan_arm in PROMO_TYPES
+            assert arm in (CONTROL_ARM, plan_arm)
+
+
+def test_within_a_plan_arm_treated_and_control_users_are_alike() -> None:
+    """The plan gives each promotion to the users it suits, so a promotion's treated users
+    differ from the control group as a whole; within one plan arm the holdout draw alone split
+    them, so their predicted effect of that promotion is the same up to sampling noise (a
+    Welch test). This is what lets evaluation and the uplift gates measure each promotion of a
+    targeted campaign."""
+    # Equal unit costs, so the rule spreads the users over every promotion.
+    same_costs = replace(economics(), unit_costs=dict.fromkeys(PROMO_TYPES, 3.0))
+    plan = plan_at_depth(
+        "fs-1", candidates(), same_costs, 2_000.0, holdout_fraction=0.2, exploration_share=0.1,
+        key=KEY,
+    )  # fmt: skip
+    users, arms, plan_arms = plan.assignment_arms()
+    row = {u: i for i, u in enumerate(plan.user_ids.tolist())}
+    rows = np.array([row[u] for u in users.tolist()])
+    control = arms == CONTROL_ARM
+    compared, pooled_off = 0, []
+    for k, name in enumerate(plan.candidates.arms):
+        effect = plan.candidates.uplift[rows, k]
+        mine = plan_arms == name
+        treated, held = effect[mine & ~control], effect[mine & control]
+        if len(held) < 20:
+            continue
+        compared += 1
+        se = np.sqrt(treated.var(ddof=1) / len(treated) + held.var(ddof=1) / len(held))
+        assert abs(treated.mean() - held.mean()) < 4 * se, name
+        # Against every control user the comparison is off: the other plan arms' users were
+        # chosen for other promotions.
+        everyone = effect[control]
+        se_all = np.sqrt(treated.var(ddof=1) / len(treated) + everyone.var(ddof=1) / len(everyone))
+        pooled_off.append(abs(treated.mean() - everyone.mean()) / se_all)
+    assert compared == len(PROMO_TYPES)
+    assert max(pooled_off) > 4, pooled_off
 
 
 def test_exploration_takes_its_share_with_random_types() -> None:

@@ -277,6 +277,12 @@ def test_the_published_plan_plays_out_validates_and_is_evaluated(world: dict) ->
     plan_assignments = read_plan_table(published["plan_uri"], "assignments").to_pandas()
     played = assigned[assigned["campaign_id"] == "fs-loop-1"].sort_values("user_id")
     assert played["arm"].tolist() == plan_assignments.sort_values("user_id")["arm"].tolist()
+    # Each control user carries the promotion the plan would have given them.
+    targeting = read_plan_table(published["plan_uri"], "targeting").to_pandas()
+    would_get = targeting.set_index("user_id")["arm"]
+    control = played[played["arm"] == "control"]
+    assert len(control) > 0 and control["plan_arm"].notna().all()
+    assert (control["plan_arm"].to_numpy() == would_get.loc[control["user_id"]].to_numpy()).all()
 
     # Raises on any failed check, the per-campaign sample-ratio test among them.
     steps.validate_data(advanced["raw_uri"], settings=settings)
@@ -288,6 +294,18 @@ def test_the_published_plan_plays_out_validates_and_is_evaluated(world: dict) ->
     run = mlflow.MlflowClient().get_run(result["mlflow_run_id"])
     predicted = {k: v for k, v in run.data.metrics.items() if k.startswith("plan.predicted_uplift")}
     assert predicted, run.data.metrics.keys()
+    # The uplift gates would judge a challenger on this campaign per promotion, each against
+    # the control users the plan meant for it.
+    from flashsale_ml.models import get_kind
+
+    features = steps.build_features(advanced["raw_uri"], settings=settings)
+    with Snapshot(features) as snapshot:
+        frame = snapshot.read_pandas("propensity")
+    selection = get_kind("uplift").select_holdout(frame)
+    assert selection.campaign_ids == ("fs-loop-1",)
+    for arm, block in selection.rows.groupby("scored_arm"):
+        assert set(block["plan_arm"]) == {arm}
+        assert set(block["arm"]) <= {arm, "control"}
     # Evaluating again on the same data returns the earlier result, writing nothing new.
     lake = open_store(settings.lake_uri)
     from flashsale_ml.datasets import list_snapshots

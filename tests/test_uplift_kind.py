@@ -209,6 +209,67 @@ def test_the_holdout_expands_the_newest_sale_by_arm(shop: dict) -> None:
     np.testing.assert_array_equal(selection.segments, rows["scored_arm"].to_numpy(dtype=object))
 
 
+def targeted_campaign(seed: int = 0, users: int = 30_000) -> tuple[pd.DataFrame, dict]:
+    """A targeted campaign as a plan makes one: each user's plan arm is the promotion the
+    users like them respond to best, and each plan arm's users buy at a different base rate
+    (who a promotion suits is not random); a 20 % keyed holdout becomes control, 10 % of the
+    rest explore a random promotion. Returns the rows and each promotion's true mean effect on
+    the users the plan gives it to."""
+    rng = np.random.default_rng(seed)
+    plan_code = rng.integers(0, len(ARMS), users)
+    base = np.array([0.05, 0.10, 0.40])[plan_code]
+    effect = np.array([0.02, 0.06, 0.10])  # of promotion k on plan arm k's users
+    control = rng.random(users) < 0.2
+    explore = ~control & (rng.random(users) < 0.1)
+    arm_code = np.where(explore, rng.integers(0, len(ARMS), users), plan_code)
+    bought = rng.random(users) < base + np.where(control, 0.0, effect[arm_code] * (~explore))
+    names = np.asarray(ARMS, dtype=object)
+    rows = pd.DataFrame(
+        {
+            "campaign_id": "fs-targeted",
+            "as_of": pd.Timestamp("2026-01-01", tz="UTC"),
+            "user_id": np.arange(users, dtype=np.int64),
+            "arm": np.where(control, CONTROL_ARM, names[arm_code]),
+            "plan_arm": np.where(explore, None, names[plan_code]),
+            LABEL: bought.astype(int),
+        }
+    )
+    return rows, dict(zip(ARMS, effect.tolist(), strict=True))
+
+
+def test_a_targeted_campaign_compares_each_promotion_with_its_own_control_users() -> None:
+    """On a targeted campaign the holdout of each promotion holds its treated users and the
+    control users the plan meant for the same promotion (explorers left out), so the realized
+    difference estimates that promotion's effect; against every control user it would mix in
+    other plan arms' base rates. A randomized campaign (no plan arm) keeps every control row."""
+    from flashsale_ml.models import get_kind
+
+    rows, effect = targeted_campaign()
+    selection = get_kind("uplift").select_holdout(rows)
+    block_of = selection.rows.groupby("scored_arm")
+    for arm in ARMS:
+        block = block_of.get_group(arm)
+        assert set(block["plan_arm"]) == {arm}
+        treated = block[block["arm"] == arm][LABEL].to_numpy(float)
+        held = block[block["arm"] == CONTROL_ARM][LABEL].to_numpy(float)
+        se = np.sqrt(treated.var() / len(treated) + held.var() / len(held))
+        assert abs(treated.mean() - held.mean() - effect[arm]) < 4 * se, arm
+        # The naive comparison is far off here: it is why the plan arm is recorded.
+        everyone = rows.loc[rows["arm"] == CONTROL_ARM, LABEL].to_numpy(float)
+        naive = treated.mean() - everyone.mean()
+        assert abs(naive - effect[arm]) > 8 * se, arm
+    explorers = rows.loc[rows["plan_arm"].isna(), "user_id"]
+    assert not selection.rows["user_id"].isin(explorers).any()
+
+    randomized = get_kind("uplift").select_holdout(rows.assign(plan_arm=None))
+    assert (
+        len(randomized.rows)
+        == len(rows)
+        - (rows["arm"] == CONTROL_ARM).sum()
+        + len(ARMS) * (rows["arm"] == CONTROL_ARM).sum()
+    )
+
+
 def test_promotion_scores_the_holdout_as_training_did(shop: dict, trained: dict) -> None:
     """The promotion holdout (the kind's selection, scored through the flavor's predictor)
     gives the Qini and uplift@30 % the training run logged on the same test sale."""

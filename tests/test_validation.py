@@ -133,6 +133,26 @@ def arm_outside_campaign(f: Frames) -> None:
     f["assignments"].loc[f["assignments"].index[:3], "arm"] = "free_shipping"
 
 
+def plan_arm_in_a_randomized_campaign(f: Frames) -> None:
+    """A plan arm claims a plan chose the promotions, which a randomized campaign never has."""
+    a = f["assignments"]
+    treated = a.index[a["arm"] != "control"][:3]
+    f["assignments"].loc[treated, "plan_arm"] = a.loc[treated, "arm"]
+
+
+def treated_with_another_plan_arm(f: Frames) -> None:
+    """A targeted campaign whose plan arms are otherwise right (control users carry one of the
+    promotions) but three treated users' plan arm is not the promotion they received."""
+    sale = _first_sale(f)
+    f["campaigns"].loc[f["campaigns"]["campaign_id"] == sale["campaign_id"], "design"] = "targeted"
+    a = f["assignments"]
+    in_sale = a["campaign_id"] == sale["campaign_id"]
+    promos = list(sale["promo_types"])
+    a.loc[in_sale, "plan_arm"] = a.loc[in_sale, "arm"].where(a["arm"] != "control", promos[0])
+    wrong = a.index[in_sale & (a["arm"] == promos[1])][:3]
+    a.loc[wrong, "plan_arm"] = promos[2]
+
+
 CASES: list[tuple[str, Callable[[Frames], None], list[str] | None, str, str, bool]] = [
     (
         "duplicate event_id",
@@ -233,6 +253,22 @@ CASES: list[tuple[str, Callable[[Frames], None], list[str] | None, str, str, boo
         None,
         "arm_in_campaign_promo_types",
         "arm",
+        False,
+    ),
+    (
+        "plan arm in a randomized campaign",
+        plan_arm_in_a_randomized_campaign,
+        None,
+        "plan_arm_consistent",
+        "plan_arm",
+        False,
+    ),
+    (
+        "treated with another plan arm",
+        treated_with_another_plan_arm,
+        None,
+        "plan_arm_consistent",
+        "plan_arm",
         False,
     ),
 ]

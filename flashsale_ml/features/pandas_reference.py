@@ -133,7 +133,7 @@ PROPENSITY_COLUMNS = (
     "past_sale_purchases", "past_sale_treated_purchases", "past_sale_control_purchases",
     "preferred_hour", "sale_category_affinity",
     "history_days", "events_per_day", "purchases_per_day", "sessions_per_day",
-    "region", "device_type", "arm",
+    "region", "device_type", "arm", "plan_arm",
     "sale_hour", "sale_weekday", "days_to_payday", "days_to_holiday", "discount_depth",
     "label_purchase", "label_revenue",
 )  # fmt: skip
@@ -164,9 +164,13 @@ def propensity_reference(
 
     # Population: the campaign's randomized assignments, or the accounts that exist.
     if campaign_id is None:
-        pop = users.loc[users["signup_ts"] < as_of_ts, ["user_id"]].assign(arm=None)
+        pop = users.loc[users["signup_ts"] < as_of_ts, ["user_id"]].assign(arm=None, plan_arm=None)
     else:
-        pop = assignments.loc[assignments["campaign_id"] == campaign_id, ["user_id", "arm"]]
+        if "plan_arm" not in assignments.columns:  # recorded since targeted campaigns
+            assignments = assignments.assign(plan_arm=None)
+        pop = assignments.loc[
+            assignments["campaign_id"] == campaign_id, ["user_id", "arm", "plan_arm"]
+        ]
     out = pop.merge(users[["user_id", "signup_ts", "region", "device_type"]], on="user_id")
     out = out.set_index("user_id").sort_index()
     out.insert(0, "campaign_id", campaign_id)

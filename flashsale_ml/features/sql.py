@@ -71,6 +71,13 @@ def _fill_missing_views(con: duckdb.DuckDBPyConnection, present: set[str]) -> No
                 pa.table({c.name: pa.array([], c.type) for c in CONTRACT[table].columns}),
             )
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
+    # Snapshots written before assignments had a plan arm: none was recorded.
+    if "plan_arm" not in {row[0] for row in con.execute("DESCRIBE assignments").fetchall()}:
+        con.execute("ALTER VIEW assignments RENAME TO _assignments_without_plan_arm")
+        con.execute(
+            "CREATE VIEW assignments AS "
+            "SELECT *, NULL::VARCHAR AS plan_arm FROM _assignments_without_plan_arm"
+        )
 
 
 def cutoffs_from_campaigns(con: duckdb.DuckDBPyConnection) -> list[Cutoff]:
@@ -186,10 +193,10 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
     prepare_cutoff(con, cutoff)
     sql = f"""
     WITH pop AS (  -- the campaign's randomized population, or every account that exists
-        SELECT a.user_id, a.arm FROM assignments a
+        SELECT a.user_id, a.arm, a.plan_arm FROM assignments a
         WHERE a.campaign_id = $cid::VARCHAR AND NOT $everyone::BOOLEAN
         UNION ALL
-        SELECT user_id, NULL::VARCHAR AS arm FROM users
+        SELECT user_id, NULL::VARCHAR AS arm, NULL::VARCHAR AS plan_arm FROM users
         WHERE ($cid::VARCHAR IS NULL OR $everyone::BOOLEAN) AND signup_ts < $as_of
     ),
     sale AS (
@@ -324,7 +331,7 @@ def propensity_features(con: duckdb.DuckDBPyConnection, cutoff: Cutoff) -> pa.Ta
         coalesce(ag.events_30d, 0) / greatest(ob.history_days, 1.0) AS events_per_day,
         coalesce(ag.purchases_30d, 0) / greatest(ob.history_days, 1.0) AS purchases_per_day,
         coalesce(ag.sessions_30d, 0) / greatest(ob.history_days, 1.0) AS sessions_per_day,
-        u.region, u.device_type, p.arm,
+        u.region, u.device_type, p.arm, p.plan_arm,
         hour($as_of::TIMESTAMPTZ) AS sale_hour,
         isodow($as_of::TIMESTAMPTZ) AS sale_weekday,
         (25 - day($as_of::TIMESTAMPTZ) + 31) % 31 AS days_to_payday,

@@ -151,14 +151,22 @@ class Plan:
     costs: np.ndarray  # users x arms
     summary: PlanSummary
 
-    def assignment_arms(self) -> tuple[np.ndarray, np.ndarray]:
-        """(user_ids, arm) of the campaign's experiment: the treated users with their
-        promotion and the held-out users the rule would have targeted as ``control``."""
+    def assignment_arms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user_ids, arm, plan_arm) of the campaign's experiment: the treated users with
+        their promotion and the held-out users the rule would have targeted as ``control``.
+
+        ``plan_arm`` is the promotion the rule chose (for a control user, would have chosen),
+        None for the exploration users, whose promotion was drawn at random. Within one
+        ``plan_arm`` the holdout draw alone decided who was treated, so its treated and
+        control users measure that promotion's effect on the users the plan gives it to;
+        exploration thins every plan arm's treated users by the same keyed draw.
+        """
         treated = np.isin(self.role, (TARGETED, EXPLORATION))
         control = (self.role == HOLDOUT) & (self.arm != None)  # noqa: E711 (object array)
         members = treated | control
         arms = np.where(control, CONTROL_ARM, self.arm)
-        return self.user_ids[members], arms[members].astype(str)
+        plan_arms = np.where(self.role == EXPLORATION, None, self.arm)
+        return self.user_ids[members], arms[members].astype(str), plan_arms[members]
 
 
 def expected_values(candidates: Candidates, economics: Economics) -> tuple[np.ndarray, np.ndarray]:

@@ -143,10 +143,23 @@ def _plan_accountability(
         return (), {}
     predictions = read_plan_table(plan_uri, "predictions").to_pandas()
     outcomes = labels.columns("user_id", "arm", "sale_conversion").to_pandas()
-    control = outcomes.loc[outcomes["arm"] == CONTROL_ARM, "sale_conversion"].to_numpy(float)
+    assigned = read_plan_table(plan_uri, "assignments").to_pandas()
+    # The plan gave each promotion to the users it suited: measure it against the control
+    # users it meant for the same promotion (plans written before the plan arm was recorded:
+    # against every control user).
+    if "plan_arm" in assigned.columns and assigned["plan_arm"].notna().any():
+        outcomes = outcomes.merge(assigned[["user_id", "plan_arm"]], on="user_id", how="left")
+    else:
+        outcomes = outcomes.assign(plan_arm=None)
     notes, metrics = [], {}
     for arm in sorted(set(outcomes["arm"]) - {CONTROL_ARM}):
-        treated = outcomes[outcomes["arm"] == arm]
+        if outcomes["plan_arm"].notna().any():
+            treated = outcomes[(outcomes["arm"] == arm) & (outcomes["plan_arm"] == arm)]
+            held = outcomes[(outcomes["arm"] == CONTROL_ARM) & (outcomes["plan_arm"] == arm)]
+        else:
+            treated = outcomes[outcomes["arm"] == arm]
+            held = outcomes[outcomes["arm"] == CONTROL_ARM]
+        control = held["sale_conversion"].to_numpy(float)
         expected = treated.merge(
             predictions[predictions["arm"] == arm][["user_id", "incremental_probability"]],
             on="user_id",
@@ -163,8 +176,9 @@ def _plan_accountability(
             f"Plan accountability ({arm}): the plan ({', '.join(plan['models'].values())}) "
             f"expected +{predicted:.4f} purchases per treated user during the sale; realized "
             f"{realized.estimate:+.4f} (95 % interval {realized.low:+.4f} to "
-            f"{realized.high:+.4f}), so the prediction was "
-            f"{'within' if inside else 'outside'} the interval."
+            f"{realized.high:+.4f}; {len(treated):,} treated against {len(control):,} "
+            f"control users), so the prediction was {'within' if inside else 'outside'} the "
+            "interval."
         )
     return tuple(notes), metrics
 

@@ -234,7 +234,7 @@ def _tables(plan: Plan, spec: CampaignSpec) -> dict[str, pa.Table]:
             "expected_cost": pa.array(plan.expected_cost, pa.float64()),
         }
     )
-    users, arms = plan.assignment_arms()
+    users, arms, plan_arms = plan.assignment_arms()
     assignments = conform(
         "assignments",
         pa.table(
@@ -243,6 +243,7 @@ def _tables(plan: Plan, spec: CampaignSpec) -> dict[str, pa.Table]:
                 "user_id": pa.array(users, pa.int64()),
                 "arm": pa.array(arms, pa.string()),
                 "assigned_ts": pa.array([spec.start] * len(users), pa.timestamp("us", "UTC")),
+                "plan_arm": pa.array(plan_arms, pa.string()),
             }
         ),
     )

@@ -229,6 +229,32 @@ def experiment_integrity(
         )
 
     has_design = "design" in {r[0] for r in con.execute("DESCRIBE campaigns").fetchall()}
+    if has_design and "plan_arm" in {r[0] for r in con.execute("DESCRIBE assignments").fetchall()}:
+        # Per-promotion comparisons of a targeted campaign pair treated and control users by
+        # the plan's arm: a treated user's must be the promotion received, and only a plan
+        # (a targeted campaign) has one.
+        plan_arm = f"""
+            SELECT a.campaign_id, a.user_id, a.arm, a.plan_arm, c.design
+            FROM assignments a JOIN campaigns c USING (campaign_id)
+            WHERE a.plan_arm IS NOT NULL AND (
+                coalesce(c.design, '') <> '{TARGETED}'
+                OR NOT list_contains(c.promo_types, a.plan_arm)
+                OR (a.arm <> '{CONTROL_ARM}' AND a.arm <> a.plan_arm))
+        """
+        if n := _count(con, plan_arm):
+            failures.append(
+                ExpectationFailure(
+                    "assignments",
+                    "plan_arm_consistent",
+                    "plan_arm",
+                    None,
+                    n,
+                    _sample(con, plan_arm),
+                    "plan_arm is set only in a targeted campaign, is one of its promo_types, "
+                    "and is the promotion a treated user received",
+                )
+            )
+
     rows = con.execute(f"""
         SELECT c.campaign_id, c.holdout_share, c.promo_types,
             {"c.design" if has_design else "NULL"} AS design, a.arm, count(*) AS n

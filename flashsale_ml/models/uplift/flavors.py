@@ -26,13 +26,27 @@ LEARNER_NAMES = {
 
 
 def expand_by_arm(rows: pd.DataFrame, arms: tuple[str, ...], control: str) -> pd.DataFrame:
-    """For each promotion arm: its treated rows and every control row, with ``scored_arm``
-    naming the arm and ``treated`` 0/1 — the rows a per-arm Qini ranks."""
+    """For each promotion arm: its treated rows and the control rows they are compared with,
+    with ``scored_arm`` naming the arm and ``treated`` 0/1 — the rows a per-arm Qini ranks.
+
+    In a randomized campaign that is every control row. In a targeted one (its rows carry a
+    ``plan_arm``) the plan gave each promotion to the users it suited, so a promotion's treated
+    users are compared only with the control users the plan meant for the same promotion;
+    exploration users (no plan arm) have no such control group and are left out. Comparing
+    them with the whole control group would measure who the plan picked, not what the
+    promotion did.
+    """
     import pandas as pd
 
+    if "plan_arm" in rows.columns:
+        targeted = rows.groupby("campaign_id")["plan_arm"].transform(lambda s: s.notna().any())
+        targeted = targeted.astype(bool)
+    else:
+        targeted = pd.Series(False, index=rows.index)
     parts = []
     for arm in arms:
-        part = rows[rows["arm"].isin([arm, control])].assign(scored_arm=arm)
+        compared = rows["arm"].isin([arm, control]) & (~targeted | (rows.get("plan_arm") == arm))
+        part = rows[compared].assign(scored_arm=arm)
         part["treated"] = (part["arm"] == arm).astype(int)
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
@@ -124,6 +138,9 @@ class UpliftFlavor:
         )
         columns = ["campaign_id", "user_id", "arm", *FEATURES, LABEL]
         with Snapshot(request.features_uri) as snapshot:
+            # Feature snapshots built before targeted campaigns recorded a plan arm lack it.
+            if "plan_arm" in snapshot.manifest.tables[PROPENSITY_TABLE].schema:
+                columns.append("plan_arm")
             frame = snapshot.read_pandas(PROPENSITY_TABLE, columns=columns)
         fit_rows = frame[frame["campaign_id"].isin(request.split.fitted_campaigns)]
         test_rows = frame[frame["campaign_id"].isin(request.split.test)]
