@@ -270,6 +270,55 @@ def test_a_targeted_campaign_compares_each_promotion_with_its_own_control_users(
     )
 
 
+def test_design_propensities_are_shares_within_campaign_and_plan_arm() -> None:
+    """A randomized campaign is one stratum; a targeted one has a stratum per plan arm (its
+    treated users and control) and one of explorers (the promotions, no control)."""
+    from flashsale_ml.models.uplift.flavors import design_propensities
+
+    rows, _ = targeted_campaign(users=5_000)
+    randomized = rows.assign(campaign_id="fs-random", plan_arm=None).iloc[:1000]
+    both = pd.concat([randomized, rows], ignore_index=True)
+    codes = {CONTROL_ARM: 0, **{a: i + 1 for i, a in enumerate(ARMS)}}
+    arm = both["arm"].map(codes).to_numpy()
+    e = design_propensities(both, arm, len(codes))
+    np.testing.assert_allclose(e.sum(axis=1), 1.0)
+    assert (e[np.arange(len(arm)), arm] > 0).all()
+    first = np.bincount(arm[:1000], minlength=len(codes)) / 1000
+    np.testing.assert_allclose(e[:1000], np.tile(first, (1000, 1)))
+    targeted = both.iloc[1000:]
+    for name, block in targeted.groupby(targeted["plan_arm"].fillna("explore")):
+        shares = e[block.index]
+        assert np.allclose(shares, shares[0]), name
+        observed = block["arm"].map(codes).value_counts(normalize=True)
+        np.testing.assert_allclose(shares[0][observed.index], observed.to_numpy())
+        if name == "explore":
+            assert shares[0][0] == 0.0  # explorers are never held out
+        else:
+            assert set(np.flatnonzero(shares[0])) == {0, codes[name]}
+
+
+def test_the_test_campaign_plots_name_an_arm_they_cannot_measure() -> None:
+    """A targeted campaign's plan may give a promotion to one user and hold nobody out for it:
+    the training run's Qini and calibration figures draw the other arms and say which arm
+    could not be measured, instead of failing the run."""
+    from flashsale_ml.models.uplift.flavors import expand_by_arm
+    from flashsale_ml.models.uplift.plots import qini_figure, uplift_calibration_figure
+
+    rows, _ = targeted_campaign(users=3_000)
+    lonely = rows.index[(rows["plan_arm"] == ARMS[0]) & (rows["arm"] == ARMS[0])][0]
+    rows = rows[(rows["plan_arm"] != ARMS[0]) | (rows.index == lonely)]
+    holdout = expand_by_arm(rows, ARMS, CONTROL_ARM)
+    scores = np.random.default_rng(0).random(len(holdout))
+    for make in (qini_figure, uplift_calibration_figure):
+        figure = make(holdout, scores, LABEL, "test")
+        texts = " ".join(t.get_text() for t in figure.axes[0].texts)
+        assert f"{ARMS[0]} (1 treated, 0 control)" in texts
+        legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+        assert any(ARMS[1] in label for label in legend) and not any(
+            ARMS[0] in label for label in legend
+        )
+
+
 def test_promotion_scores_the_holdout_as_training_did(shop: dict, trained: dict) -> None:
     """The promotion holdout (the kind's selection, scored through the flavor's predictor)
     gives the Qini and uplift@30 % the training run logged on the same test sale."""
@@ -459,3 +508,24 @@ def test_uplift_metrics_on_a_holdout_without_buyers_raise_a_data_error() -> None
     arms = np.array(["pct_discount"] * len(targets), dtype=object)
     with pytest.raises(DataError, match="arm 'pct_discount' on its 600 campaign rows"):
         arm_qinis(targets, scores, arms, 200)
+
+
+def test_an_arm_without_buyers_is_left_out_of_the_per_arm_qinis(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A targeted campaign may give a promotion to a handful of users, none of whom bought:
+    that arm cannot be gated, like an arm below the minimum rows, and is named in a warning;
+    the other arms are still measured."""
+    from flashsale_ml.evaluation.uplift import qini_coefficient
+    from flashsale_ml.models.uplift.gates import arm_qinis
+
+    rng = np.random.default_rng(0)
+    treated = np.tile([0.0, 1.0], 300)
+    bought = (rng.random(600) < 0.1 + 0.1 * treated).astype(float)
+    scores = rng.random(600)
+    targets = np.r_[treated * 2.0 + bought, np.tile([0.0, 2.0], 3)]  # 6 rows, no buyers
+    arms = np.array(["pct_discount"] * 600 + ["gift_with_purchase"] * 6, dtype=object)
+    with caplog.at_level("WARNING"):
+        qinis = arm_qinis(targets, np.r_[scores, np.zeros(6)], arms, 1)
+    assert qinis == {"pct_discount": qini_coefficient(bought, treated, scores)}
+    assert "arm 'gift_with_purchase' on its 6 campaign rows" in caplog.text

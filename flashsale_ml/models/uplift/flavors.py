@@ -52,6 +52,36 @@ def expand_by_arm(rows: pd.DataFrame, arms: tuple[str, ...], control: str) -> pd
     return pd.concat(parts, ignore_index=True)
 
 
+def design_propensities(rows: pd.DataFrame, arm: np.ndarray, n_codes: int) -> np.ndarray:
+    """``P(arm | stratum)`` per row, ``(n, n_codes)``: each arm's share of its stratum.
+
+    The stratum is the campaign, and in a targeted campaign also the plan arm: there the
+    holdout draw alone split the users the plan meant for one promotion into that promotion
+    and control, and the explorers drew among the promotions, so within a stratum the arms
+    are randomized with these shares (an arm the stratum never gets has 0). A randomized
+    campaign has no plan arms and is one stratum.
+
+    Args:
+        rows: ``campaign_id`` and, where recorded, ``plan_arm`` of each row.
+        arm: each row's arm code, ``0`` for control.
+        n_codes: the number of arm codes (control and the promotions).
+    """
+    import pandas as pd
+
+    strata = rows["campaign_id"].astype(str)
+    if "plan_arm" in rows.columns:
+        strata = strata + "\x1f" + rows["plan_arm"].fillna("").astype(str)
+    key = strata.to_numpy()
+    shares = (
+        pd.DataFrame({"stratum": key, "code": arm})
+        .groupby("stratum")["code"]
+        .value_counts(normalize=True)
+        .unstack(fill_value=0.0)
+        .reindex(columns=range(n_codes), fill_value=0.0)
+    )
+    return shares.loc[key].to_numpy(dtype=float)
+
+
 def realized_labels(
     lake_uri: str, raw_snapshot_id: str | None, campaigns: tuple[str, ...]
 ) -> tuple[pd.DataFrame | None, dict[str, str]]:
@@ -148,15 +178,7 @@ class UpliftFlavor:
         codes = {CONTROL_ARM: 0, **{arm: i + 1 for i, arm in enumerate(arms)}}
         fit_rows = fit_rows[fit_rows["arm"].isin(codes)]
         arm = fit_rows["arm"].map(codes).to_numpy(dtype=np.int64)
-        # Randomized within each campaign: the propensity of each arm is its share there.
-        shares = (
-            fit_rows.assign(code=arm)
-            .groupby("campaign_id")["code"]
-            .value_counts(normalize=True)
-            .unstack(fill_value=0.0)
-            .reindex(columns=range(len(codes)), fill_value=0.0)
-        )
-        propensity = shares.loc[fit_rows["campaign_id"]].to_numpy(dtype=float)
+        propensity = design_propensities(fit_rows, arm, len(codes))
         learner = make_learner(self.name, config).fit(
             feature_matrix(fit_rows), arm, fit_rows[LABEL].to_numpy(dtype=float), propensity
         )

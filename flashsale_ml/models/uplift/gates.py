@@ -4,6 +4,8 @@ regressing."""
 
 from __future__ import annotations
 
+import logging
+
 from pydantic import BaseModel, Field
 
 from flashsale_ml.errors import DataError
@@ -14,6 +16,8 @@ from flashsale_ml.promotion.gates import (
     PrimaryGate,
     SegmentNoRegression,
 )
+
+log = logging.getLogger(__name__)
 
 
 class UpliftGates(BaseModel):
@@ -107,12 +111,15 @@ def decode(targets):
 
 
 def arm_qinis(targets, predictions, segments, min_rows: int) -> dict[str, float]:
-    """Normalized Qini within each arm's rows (its treated users and the control users),
-    for arms with at least ``min_rows`` rows and both groups.
+    """Normalized Qini within each arm's rows (its treated users and the control users they
+    are compared with), for arms with at least ``min_rows`` rows and both groups.
+
+    An arm whose Qini its rows cannot define (nobody in it bought) is left out with a warning,
+    as a small arm is: a targeted campaign's plan may give a promotion to a handful of users.
 
     Raises:
-        DataError: an arm's Qini is undefined (no buyers in control and treated); the message
-            names the arm and its rows.
+        DataError: no arm's Qini is defined although some arm was large enough; the message
+            names the first such arm and its rows.
     """
     import numpy as np
 
@@ -120,15 +127,19 @@ def arm_qinis(targets, predictions, segments, min_rows: int) -> dict[str, float]
 
     y, treated = decode(targets)
     scores = np.asarray(predictions, dtype=float)
-    out = {}
+    out, undefined = {}, []
     for arm in sorted(set(np.asarray(segments).tolist())):
         mask = np.asarray(segments) == arm
         if mask.sum() >= min_rows and 0 < treated[mask].sum() < mask.sum():
             try:
                 out[str(arm)] = metrics.qini_coefficient(y[mask], treated[mask], scores[mask])
             except DataError as exc:
-                raise DataError(
+                undefined.append(
                     f"the Qini of arm {arm!r} on its {int(mask.sum())} campaign rows "
                     f"(its treated rows and the control rows): {exc}"
-                ) from exc
+                )
+    if undefined and not out:
+        raise DataError(undefined[0])
+    for problem in undefined:
+        log.warning("left out of the per-arm Qinis: %s", problem)
     return out
