@@ -1,5 +1,6 @@
 """Planning bugs (issue 18): a budget broken by exploration, bots targeted, a holdout that is not
-stratified, a plan the dual does not bound, and a targeted campaign judged by an even split.
+stratified, a plan the dual does not bound, a targeted campaign judged by an even split, and
+its promotions measured against the whole control group or with a wrong counterfactual.
 Each was put in by hand once and failed the named test; this keeps them caught."""
 
 from tools.mutation.run import Mutation
@@ -9,6 +10,8 @@ ALLOCATION = "flashsale_ml/planning/allocation.py"
 EVALUATION = "flashsale_ml/evaluation/campaign.py"
 VALIDATION = "flashsale_ml/validation/relational.py"
 UNIT = "tests/test_planning.py"
+UPLIFT_FLAVORS = "flashsale_ml/models/uplift/flavors.py"
+UPLIFT_TESTS = "tests/test_uplift_kind.py"
 
 MUTATIONS = [
     Mutation(
@@ -52,5 +55,24 @@ MUTATIONS = [
             "tests/test_planning_step.py::test_the_published_plan_plays_out_validates_and_is_evaluated",
         ),
         "a plan's unequal arms trip the even-split sample-ratio test",
+    ),
+    Mutation(
+        "f_targeted_promotion_against_every_control_user",
+        UPLIFT_FLAVORS,
+        '& (~targeted | (rows.get("plan_arm") == arm))',
+        "",
+        (
+            f"{UPLIFT_TESTS}::"
+            "test_a_targeted_campaign_compares_each_promotion_with_its_own_control_users",
+        ),
+        "the uplift gates compare a plan's promotion with users the plan meant for others",
+    ),
+    Mutation(
+        "g_control_plan_arm_not_the_counterfactual",
+        PLAN,
+        "plan_arms = np.where(self.role == EXPLORATION, None, self.arm)",
+        "plan_arms = np.where(self.role == EXPLORATION, None, np.roll(self.arm, 1))",
+        (f"{UNIT}::test_within_a_plan_arm_treated_and_control_users_are_alike",),
+        "control users carry a plan arm the rule would not have given them",
     ),
 ]
