@@ -340,6 +340,8 @@ def test_holdout_users_are_never_treated_and_carry_their_counterfactual_arm() ->
     for user, arm, plan_arm in zip(users.tolist(), arms.tolist(), plan_arms.tolist(), strict=True):
         if role_of[user] == EXPLORATION:
             assert plan_arm is None
+        elif role_of[user] == HOLDOUT and plan_arm is None:
+            pass  # the exploration draw would have made this user an explorer
         else:
             assert plan_arm == arm_of[user] and plan_arm in PROMO_TYPES
             assert arm in (CONTROL_ARM, plan_arm)
@@ -378,6 +380,30 @@ def test_within_a_plan_arm_treated_and_control_users_are_alike() -> None:
         pooled_off.append(abs(treated.mean() - everyone.mean()) / se_all)
     assert compared == len(PROMO_TYPES)
     assert max(pooled_off) > 4, pooled_off
+
+
+def test_within_a_plan_arm_control_is_the_holdout_share() -> None:
+    """Exploration takes a keyed share of the targeted users out of every plan arm; the
+    control users the same draw would have made explorers are left without a plan arm too,
+    so within each plan arm control is the holdout fraction of its users (a sample-ratio
+    test), not inflated by the explorers missing from the treated side."""
+    same_costs = replace(economics(), unit_costs=dict.fromkeys(PROMO_TYPES, 3.0))
+    plan = plan_at_depth(
+        "fs-1", candidates(n=100_000), same_costs, 10_000.0, holdout_fraction=0.1,
+        exploration_share=0.2, key=KEY,
+    )  # fmt: skip
+    _, arms, plan_arms = plan.assignment_arms()
+    control_without = ((arms == CONTROL_ARM) & (plan_arms == None)).sum()  # noqa: E711
+    assert control_without > 0
+    for name in PROMO_TYPES:
+        mine = plan_arms == name
+        control = int((mine & (arms == CONTROL_ARM)).sum())
+        treated = int((mine & (arms == name)).sum())
+        assert control > 500, name
+        _, p_value = sample_ratio_mismatch(
+            {"control": control, "treated": treated}, {"control": 0.1, "treated": 0.9}
+        )
+        assert p_value > 1e-3, (name, control, treated)
 
 
 def test_exploration_takes_its_share_with_random_types() -> None:

@@ -400,6 +400,8 @@ def evaluate_campaign(
         f"CREATE OR REPLACE TEMP TABLE eval_users AS {_tiers_sql(sql)}",
         {k: v for k, v in used.items()},
     )
+    pairs, matching_notes = _match_plan_arms(con, design)
+    matched = any(group.startswith("cmp:") for pair in pairs.values() for group in pair)
     covariates = {m: (f"pre_{m}" if source.covariates.get(m) else None) for m in source.metrics}
     columns = _moment_columns(source.metrics, covariates)
     if source.kind == "facts":
@@ -408,20 +410,22 @@ def evaluate_campaign(
             ", sum(orders * orders) AS rpo__sx2, sum(revenue * orders) AS rpo__sxy"
             ", sum(incentive) AS incentive, sum(incentive * incentive) AS incentive__sy2"
         )
-    overall = _aggregate(con, columns, "arm")
+    # Keyed by group: ``arm:<arm>``, and in a targeted campaign also ``cmp:<group>`` (see
+    # _match_plan_arms); each promotion's effect compares the two groups of its pair.
+    overall = _grouped(con, columns, "", matched)
     # Tiers need a value that differs between users (without a covariate every user ties).
     segmented = con.execute("SELECT count(DISTINCT value) > 1 FROM eval_users").fetchone()[0]
     if not segmented:
         con.execute(f"UPDATE eval_users SET segment = '{ALL_USERS}'")
-    by_segment = _aggregate(con, columns, "arm, segment") if segmented else {}
-    by_bucket = _aggregate(con, columns, "arm, bucket")
+    by_segment = _grouped(con, columns, "segment", matched) if segmented else {}
+    by_bucket = _grouped(con, columns, "bucket", matched)
 
     effects: list[MetricEffect] = []
     for metric in source.metrics:
         has_x = covariates[metric] is not None
-        control = overall[(design.control,)]
         for arm in design.arms:
-            treated = overall[(arm,)]
+            treated_group, control_group = pairs[arm]
+            treated, control = overall[(treated_group,)], overall[(control_group,)]
             effects.append(
                 _effect(
                     metric,
@@ -431,23 +435,28 @@ def evaluate_campaign(
                     _moments(control, metric, has_x),
                     config,
                     bootstrap=_bucket_interval(
-                        by_bucket, metric, arm, design.control, config, seed
+                        by_bucket, metric, treated_group, control_group, config, seed
                     ),
                 )
             )
-        effects += _segment_effects(by_segment, metric, has_x, design, config)
+        effects += _segment_effects(by_segment, metric, has_x, design, pairs, config)
 
     totals, incentive_notes = (
-        _totals(overall, effects, design, config) if source.kind == "facts" else ((), ())
+        _totals(overall, effects, design, pairs, config) if source.kind == "facts" else ((), ())
     )
     if source.kind == "facts":
         # revenue per order needs orders on both sides; an arm without any gets no ratio
         effects += [
-            _revenue_per_order(overall, arm, design.control, config)
+            _revenue_per_order(overall, arm, pairs[arm], config)
             for arm in design.arms
-            if overall[(arm,)]["orders__sy"] > 0 and overall[(design.control,)]["orders__sy"] > 0
+            if overall[(pairs[arm][0],)]["orders__sy"] > 0
+            and overall[(pairs[arm][1],)]["orders__sy"] > 0
         ]
-    cumulative = _cumulative(con, design, outcome_end, config) if source.kind == "facts" else ()
+    cumulative = (
+        _cumulative(con, design, pairs, matched, outcome_end, config)
+        if source.kind == "facts"
+        else ()
+    )
     evaluation = CampaignEvaluation(
         campaign_id=campaign_id,
         data_uri=data_uri,
@@ -465,7 +474,7 @@ def evaluate_campaign(
         correction=config.correction,
         totals=tuple(totals),
         cumulative=tuple(cumulative),
-        notes=(*_notes(source, config, segmented), *incentive_notes),
+        notes=(*matching_notes, *_notes(source, config, segmented), *incentive_notes),
     )
     quoted = campaign_id.replace("'", "''")
     labels_sql = (
@@ -501,6 +510,102 @@ class Labels:
     def columns(self, *names: str) -> pa.Table:
         """Only some columns (e.g. ``user_id`` and one outcome), whole."""
         return self.con.sql(f"SELECT {', '.join(names)} FROM ({self.sql})").to_arrow_table()
+
+
+def _match_plan_arms(
+    con, design: CampaignDesign
+) -> tuple[dict[str, tuple[str, str]], tuple[str, ...]]:
+    """Say which two groups of users each promotion's effect compares, and set each user's
+    comparison group (``eval_users.cmp``) where a plan made the campaign. Returns (arm ->
+    (treated group, control group), notes for the report); a group is ``arm:<arm>`` or
+    ``cmp:<comparison group>``.
+
+    In a randomized campaign a promotion's users are compared with every control user. A
+    targeted campaign's plan gave each promotion to the users it suited, so against every
+    control user a promotion's effect would also measure whom the plan picked (the plan's
+    users of one promotion buy at other rates than another's). There a promotion is compared
+    within its plan arm (``assignments.plan_arm``): its treated users against the control
+    users the plan meant for it. A promotion the plan gave nobody (only exploration users got
+    it) is compared among explorers: its explorers against the control users the exploration
+    draw would have made explorers (control without a plan arm). Where neither pair has two
+    users on each side, or the campaign recorded no plan arms, the promotion is compared with
+    every control user and a note says so.
+    """
+    con.execute("ALTER TABLE eval_users ADD COLUMN cmp VARCHAR")
+    control = design.control
+    plain = {arm: (f"arm:{arm}", f"arm:{control}") for arm in design.arms}
+    if design.design != TARGETED:
+        return plain, ()
+    columns = {row[0] for row in con.execute("DESCRIBE assignments").fetchall()}
+    recorded = (
+        "plan_arm" in columns
+        and con.execute(
+            "SELECT count(*) FROM assignments WHERE campaign_id = $cid AND plan_arm IS NOT NULL",
+            {"cid": design.campaign_id},
+        ).fetchone()[0]
+    )
+    if not recorded:
+        return plain, (
+            "Targeted campaign without plan arms (played before they were recorded): each "
+            "promotion is compared with every control user, which also measures whom the plan "
+            "picked for it.",
+        )
+    con.execute(
+        """
+        UPDATE eval_users e SET cmp = CASE
+            WHEN e.arm = $control AND p.plan_arm IS NOT NULL THEN $control || '|' || p.plan_arm
+            WHEN e.arm = $control THEN $control || '|exploration'
+            WHEN p.plan_arm = e.arm THEN e.arm
+            WHEN p.plan_arm IS NULL THEN e.arm || '|exploration'
+        END
+        FROM (SELECT user_id, any_value(plan_arm) AS plan_arm FROM assignments
+              WHERE campaign_id = $cid GROUP BY user_id) p
+        WHERE p.user_id = e.user_id
+        """,
+        {"cid": design.campaign_id, "control": control},
+    )
+    groups = dict(
+        con.execute(
+            "SELECT cmp, count(*) FROM eval_users WHERE cmp IS NOT NULL GROUP BY cmp"
+        ).fetchall()
+    )
+    pairs, how = {}, []
+    for arm in design.arms:
+        within_plan = (arm, f"{control}|{arm}")
+        among_explorers = (f"{arm}|exploration", f"{control}|exploration")
+        for pair, words in (
+            (within_plan, "within its plan arm"),
+            (among_explorers, "among exploration users"),
+        ):
+            if min(groups.get(pair[0], 0), groups.get(pair[1], 0)) >= 2:
+                pairs[arm] = (f"cmp:{pair[0]}", f"cmp:{pair[1]}")
+                how.append(
+                    f"{arm} {words} ({groups[pair[0]]:,} treated, {groups[pair[1]]:,} control)"
+                )
+                break
+        else:
+            pairs[arm] = plain[arm]
+            how.append(
+                f"{arm} against every control user (too few users within its plan arm or among "
+                "explorers; this also measures whom the plan picked)"
+            )
+    return pairs, (
+        "Targeted campaign: each promotion is compared with the control users the plan meant "
+        "for the same promotion, so its effect is the promotion's on the users the plan gives "
+        "it to (against every control user it would also measure whom the plan picked): "
+        + "; ".join(how)
+        + ".",
+    )
+
+
+def _grouped(con, columns: str, by: str, matched: bool) -> dict[tuple, dict[str, float]]:
+    """:func:`_aggregate` by arm (keys ``arm:<arm>``) and, for a matched targeted campaign,
+    by comparison group (``cmp:<group>``), each optionally also by ``by``."""
+    out = {}
+    for column in ("arm", "cmp") if matched else ("arm",):
+        for key, row in _aggregate(con, columns, f"{column}, {by}" if by else column).items():
+            out[(f"{column}:{key[0]}", *key[1:])] = row
+    return out
 
 
 def _check_assignments(con, design: CampaignDesign, source: OutcomeSource, params, config) -> None:
@@ -571,8 +676,8 @@ def _effect(
 def _bucket_interval(
     by_bucket: dict[tuple, dict[str, float]],
     metric: str,
-    arm: str,
-    control: str,
+    treated_group: str,
+    control_group: str,
     config: EvaluationConfig,
     seed: int,
 ) -> Interval:
@@ -583,8 +688,8 @@ def _bucket_interval(
             np.array([c[f"{metric}__sy"] for c in cells], dtype=float),
         )
 
-    t_n, t_sum = arrays(arm)
-    c_n, c_sum = arrays(control)
+    t_n, t_sum = arrays(treated_group)
+    c_n, c_sum = arrays(control_group)
     return bucket_bootstrap_difference(
         t_n, t_sum, c_n, c_sum, config.bootstrap_samples, config.confidence, seed
     )
@@ -595,14 +700,15 @@ def _segment_effects(
     metric: str,
     has_x: bool,
     design: CampaignDesign,
+    pairs: dict[str, tuple[str, str]],
     config: EvaluationConfig,
 ) -> list[MetricEffect]:
     """Per arm × value tier; the family of one metric is corrected together."""
     found: list[MetricEffect] = []
     for arm in design.arms:
         for segment in SEGMENTS:
-            treated = by_segment.get((arm, segment))
-            control = by_segment.get((design.control, segment))
+            treated = by_segment.get((pairs[arm][0], segment))
+            control = by_segment.get((pairs[arm][1], segment))
             if not treated or not control or treated["n"] < 2 or control["n"] < 2:
                 continue
             found.append(
@@ -631,7 +737,10 @@ def _with_adjusted(effect: MetricEffect, adjusted: float) -> MetricEffect:
 
 
 def _revenue_per_order(
-    overall: dict[tuple, dict[str, float]], arm: str, control: str, config: EvaluationConfig
+    overall: dict[tuple, dict[str, float]],
+    arm: str,
+    pair: tuple[str, str],
+    config: EvaluationConfig,
 ) -> MetricEffect:
     def moments(row: dict[str, float]) -> Moments:
         return Moments(
@@ -643,7 +752,7 @@ def _revenue_per_order(
             row["rpo__sxy"],
         )
 
-    t, c = overall[(arm,)], overall[(control,)]
+    t, c = overall[(pair[0],)], overall[(pair[1],)]
     interval = ratio_difference(moments(t), moments(c), config.confidence)
     ratio_t = t["revenue__sy"] / t["orders__sy"] if t["orders__sy"] else float("nan")
     ratio_c = c["revenue__sy"] / c["orders__sy"] if c["orders__sy"] else float("nan")
@@ -679,6 +788,7 @@ def _totals(
     overall: dict[tuple, dict[str, float]],
     effects: list[MetricEffect],
     design: CampaignDesign,
+    pairs: dict[str, tuple[str, str]],
     config: EvaluationConfig,
 ) -> tuple[list[ArmTotals], list[str]]:
     """Incremental orders, revenue and margin of each arm (its per-user difference, with the
@@ -687,9 +797,8 @@ def _totals(
     ROI is left out where that extra cost is not distinguishable from zero (a ratio over a
     noise-level cost means nothing)."""
     totals, notes = [], []
-    control = overall[(design.control,)]
     for arm in design.arms:
-        row = overall[(arm,)]
+        row, control = overall[(pairs[arm][0],)], overall[(pairs[arm][1],)]
         users = row["n"]
         incremental = {}
         for metric in TOTAL_METRICS:
@@ -724,22 +833,30 @@ def _totals(
 
 
 def _cumulative(
-    con, design: CampaignDesign, outcome_end: datetime, config: EvaluationConfig
+    con,
+    design: CampaignDesign,
+    pairs: dict[str, tuple[str, str]],
+    matched: bool,
+    outcome_end: datetime,
+    config: EvaluationConfig,
 ) -> list[CumulativeEffect]:
     """Each arm's conversion effect up to each point of the outcome window (Welch at each)."""
     hours_total = (outcome_end - design.start).total_seconds() / 3600.0
     grid = np.linspace(
         hours_total / config.cumulative_points, hours_total, config.cumulative_points
     )
-    counts = con.execute(
-        "SELECT arm, count(*) AS n, list(hours_to_first) FILTER (WHERE hours_to_first IS NOT NULL)"
-        " AS hours FROM eval_users GROUP BY arm"
-    ).fetchall()
-    by_arm = {arm: (n, np.sort(np.asarray(hours or [], dtype=float))) for arm, n, hours in counts}
-    control_n, control_hours = by_arm[design.control]
+    by_group = {}
+    for column in ("arm", "cmp") if matched else ("arm",):
+        counts = con.execute(
+            f"SELECT {column}, count(*) AS n, list(hours_to_first) FILTER "
+            f"(WHERE hours_to_first IS NOT NULL) AS hours FROM eval_users GROUP BY {column}"
+        ).fetchall()
+        for group, n, hours in counts:
+            by_group[f"{column}:{group}"] = (n, np.sort(np.asarray(hours or [], dtype=float)))
     out = []
     for arm in design.arms:
-        n, hours = by_arm[arm]
+        n, hours = by_group[pairs[arm][0]]
+        control_n, control_hours = by_group[pairs[arm][1]]
         estimate, low, high = [], [], []
         for h in grid:
             converted_t = float(np.searchsorted(hours, h, side="right"))

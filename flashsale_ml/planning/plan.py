@@ -150,6 +150,9 @@ class Plan:
     values: np.ndarray  # users x arms
     costs: np.ndarray  # users x arms
     summary: PlanSummary
+    # The promotion the rule chose (held-out users: would have chosen); None for explorers
+    # and for held-out users the exploration draw would have made explorers.
+    plan_arm: np.ndarray  # object
 
     def assignment_arms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(user_ids, arm, plan_arm) of the campaign's experiment: the treated users with
@@ -158,15 +161,17 @@ class Plan:
         ``plan_arm`` is the promotion the rule chose (for a control user, would have chosen),
         None for the exploration users, whose promotion was drawn at random. Within one
         ``plan_arm`` the holdout draw alone decided who was treated, so its treated and
-        control users measure that promotion's effect on the users the plan gives it to;
-        exploration thins every plan arm's treated users by the same keyed draw.
+        control users measure that promotion's effect on the users the plan gives it to.
+        Exploration takes its keyed draw out of the treated users; the control users the same
+        draw would have made explorers have no plan arm either, so both sides are thinned
+        alike (up to the few users on the budget's margin, where the greedy fill and the
+        re-solve's price differ from the rule).
         """
         treated = np.isin(self.role, (TARGETED, EXPLORATION))
         control = (self.role == HOLDOUT) & (self.arm != None)  # noqa: E711 (object array)
         members = treated | control
         arms = np.where(control, CONTROL_ARM, self.arm)
-        plan_arms = np.where(self.role == EXPLORATION, None, self.arm)
-        return self.user_ids[members], arms[members].astype(str), plan_arms[members]
+        return self.user_ids[members], arms[members].astype(str), self.plan_arm[members]
 
 
 def expected_values(candidates: Candidates, economics: Economics) -> tuple[np.ndarray, np.ndarray]:
@@ -269,6 +274,11 @@ def plan_at_depth(
     # 3. The holdout's counterfactual: the promotion the same rule (the final budget price)
     #    would have given each held-out user.
     choice[held_users] = _rule_at_price(values[held_users], costs[held_users], final.price)
+    # Held-out users the first solve's rule targets and whose exploration draw is under the
+    # share would have explored: like the explorers, they get no plan arm.
+    first_rule = _rule_at_price(values[held_users], costs[held_users], first.price)
+    held_draw = keyed_uniform(campaign_id, candidates.user_ids[held_users], key, "explore")
+    would_explore = held_users[(first_rule != NONE) & (held_draw < exploration_share)]
 
     arm = np.full(n, None, dtype=object)
     has = choice != NONE
@@ -277,6 +287,8 @@ def plan_at_depth(
     expected_cost = np.zeros(n)
     expected_value[has] = values[np.flatnonzero(has), choice[has]]
     expected_cost[has] = costs[np.flatnonzero(has), choice[has]]
+    plan_arm = np.where(np.isin(role, (TARGETED, HOLDOUT)), arm, None)
+    plan_arm[would_explore] = None
 
     summary = _summarize(
         campaign_id,
@@ -305,6 +317,7 @@ def plan_at_depth(
         values=values,
         costs=costs,
         summary=summary,
+        plan_arm=plan_arm,
     )
 
 

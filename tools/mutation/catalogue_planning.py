@@ -70,9 +70,29 @@ MUTATIONS = [
     Mutation(
         "g_control_plan_arm_not_the_counterfactual",
         PLAN,
-        "plan_arms = np.where(self.role == EXPLORATION, None, self.arm)",
-        "plan_arms = np.where(self.role == EXPLORATION, None, np.roll(self.arm, 1))",
+        "plan_arm = np.where(np.isin(role, (TARGETED, HOLDOUT)), arm, None)",
+        "plan_arm = np.where(np.isin(role, (TARGETED, HOLDOUT)), np.roll(arm, 1), None)",
         (f"{UNIT}::test_within_a_plan_arm_treated_and_control_users_are_alike",),
         "control users carry a plan arm the rule would not have given them",
+    ),
+    Mutation(
+        "h_exploration_thins_only_the_treated",
+        PLAN,
+        "    plan_arm[would_explore] = None\n",
+        "",
+        (f"{UNIT}::test_within_a_plan_arm_control_is_the_holdout_share",),
+        "control users the exploration draw would have taken keep their plan arm, so each "
+        "plan arm's control is larger than its holdout share",
+    ),
+    Mutation(
+        "i_targeted_evaluation_against_every_control_user",
+        "flashsale_ml/evaluation/campaign.py",
+        "    if design.design != TARGETED:\n        return plain, ()",
+        "    if True:\n        return plain, ()",
+        (
+            "tests/test_planning_step.py::"
+            "test_the_published_plan_plays_out_validates_and_is_evaluated",
+        ),
+        "the report measures a plan's promotion against users the plan meant for others",
     ),
 ]

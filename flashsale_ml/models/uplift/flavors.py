@@ -274,14 +274,17 @@ class UpliftFlavor:
         metrics = {}
         test_labels = test_rows[keys].merge(labels, on=keys, how="inner")
         if not test_labels.empty:
-            rows = test_rows.merge(test_labels, on=keys)
+            # The same comparisons as the purchase metrics (expand_by_arm: on a targeted
+            # campaign, each promotion against the control users of its plan arm).
+            rows = expand_by_arm(test_rows.merge(test_labels, on=keys), scorer.arms, CONTROL_ARM)
             margin_uplift = scorer.predict_margin(rows)
             for i, name in enumerate(scorer.arms):
-                in_arm = rows["arm"].isin([name, CONTROL_ARM]).to_numpy()
+                in_arm = (rows["scored_arm"] == name).to_numpy()
+                treated = rows.loc[in_arm, "treated"]
+                if not 0 < treated.sum() < len(treated):
+                    continue
                 value = incremental_at_k(
-                    rows.loc[in_arm, "margin"],
-                    (rows.loc[in_arm, "arm"] == name).astype(int),
-                    margin_uplift[in_arm, i],
+                    rows.loc[in_arm, "margin"], treated, margin_uplift[in_arm, i]
                 )
                 metrics[f"margin_at_30_{name}"] = value
         return params, metrics
