@@ -483,7 +483,7 @@ def evaluate_campaign(
         + (", sale_conversion, incentive" if source.kind == "facts" else "")
         + " FROM eval_users ORDER BY user_id"
     )
-    return evaluation, Labels(con, labels_sql)
+    return evaluation, Labels(con, labels_sql, "SELECT user_id, arm, cmp FROM eval_users")
 
 
 @dataclass(frozen=True)
@@ -495,6 +495,9 @@ class Labels:
 
     con: Any
     sql: str
+    # Each user's arm and comparison group (``cmp``: see _match_plan_arms; null where the
+    # campaign is compared by arm alone), for measures that must pair users as the report does.
+    groups_sql: str = ""
 
     def batches(self, rows: int = 1 << 20):
         """Record batches of at most ``rows`` rows, in user order."""
@@ -506,6 +509,10 @@ class Labels:
 
     def names(self) -> list[str]:
         return list(self.con.sql(self.sql).columns)
+
+    def comparison_groups(self) -> pa.Table:
+        """``user_id``, ``arm`` and ``cmp`` of every evaluated user."""
+        return self.con.sql(self.groups_sql).to_arrow_table()
 
     def columns(self, *names: str) -> pa.Table:
         """Only some columns (e.g. ``user_id`` and one outcome), whole."""

@@ -142,20 +142,16 @@ def _plan_accountability(
     except PlanNotCommittedError:
         return (), {}
     predictions = read_plan_table(plan_uri, "predictions").to_pandas()
-    outcomes = labels.columns("user_id", "arm", "sale_conversion").to_pandas()
-    assigned = read_plan_table(plan_uri, "assignments").to_pandas()
-    # The plan gave each promotion to the users it suited: measure it against the control
-    # users it meant for the same promotion (plans written before the plan arm was recorded:
-    # against every control user).
-    if "plan_arm" in assigned.columns and assigned["plan_arm"].notna().any():
-        outcomes = outcomes.merge(assigned[["user_id", "plan_arm"]], on="user_id", how="left")
-    else:
-        outcomes = outcomes.assign(plan_arm=None)
+    outcomes = labels.columns("user_id", "sale_conversion").to_pandas()
+    outcomes = outcomes.merge(labels.comparison_groups().to_pandas(), on="user_id")
+    # The plan gave each promotion to the users it suited: measure it within its plan arm,
+    # in the report's comparison groups (a campaign without plan arms: by arm alone).
+    by_plan_arm = outcomes["cmp"].notna().any()
     notes, metrics = [], {}
     for arm in sorted(set(outcomes["arm"]) - {CONTROL_ARM}):
-        if outcomes["plan_arm"].notna().any():
-            treated = outcomes[(outcomes["arm"] == arm) & (outcomes["plan_arm"] == arm)]
-            held = outcomes[(outcomes["arm"] == CONTROL_ARM) & (outcomes["plan_arm"] == arm)]
+        if by_plan_arm:
+            treated = outcomes[outcomes["cmp"] == arm]
+            held = outcomes[outcomes["cmp"] == f"{CONTROL_ARM}|{arm}"]
         else:
             treated = outcomes[outcomes["arm"] == arm]
             held = outcomes[outcomes["arm"] == CONTROL_ARM]

@@ -59,7 +59,7 @@ MUTATIONS = [
     Mutation(
         "f_targeted_promotion_against_every_control_user",
         UPLIFT_FLAVORS,
-        '& (~targeted | (rows.get("plan_arm") == arm))',
+        "& (~targeted | (plan_arm == arm))",
         "",
         (
             f"{UPLIFT_TESTS}::"

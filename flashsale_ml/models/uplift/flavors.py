@@ -38,14 +38,12 @@ def expand_by_arm(rows: pd.DataFrame, arms: tuple[str, ...], control: str) -> pd
     """
     import pandas as pd
 
-    if "plan_arm" in rows.columns:
-        targeted = rows.groupby("campaign_id")["plan_arm"].transform(lambda s: s.notna().any())
-        targeted = targeted.astype(bool)
-    else:
-        targeted = pd.Series(False, index=rows.index)
+    plan_arm = rows["plan_arm"] if "plan_arm" in rows.columns else pd.Series(None, rows.index)
+    # A campaign is targeted when any of its rows has a plan arm (explorers have none).
+    targeted = plan_arm.notna().groupby(rows["campaign_id"]).transform("any")
     parts = []
     for arm in arms:
-        compared = rows["arm"].isin([arm, control]) & (~targeted | (rows.get("plan_arm") == arm))
+        compared = rows["arm"].isin([arm, control]) & (~targeted | (plan_arm == arm))
         part = rows[compared].assign(scored_arm=arm)
         part["treated"] = (part["arm"] == arm).astype(int)
         parts.append(part)
